@@ -1,0 +1,139 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/distgate/distgate/wire"
+)
+
+// Require names the capability flags a caller must have.
+type Require uint8
+
+const (
+	// RequireNone checks no flags.
+	RequireNone Require = iota
+	// RequireOTP25 asks for the OTP 25 mandatory set (or MANDATORY_25_DIGEST).
+	RequireOTP25
+	// RequireOTP26 also asks for UNLINK_ID and, in 'N' messages, V4_NC.
+	RequireOTP26
+)
+
+// ParseRequire maps the config words none|otp25|otp26.
+func ParseRequire(s string) (Require, error) {
+	switch s {
+	case "none":
+		return RequireNone, nil
+	case "otp25":
+		return RequireOTP25, nil
+	case "otp26":
+		return RequireOTP26, nil
+	}
+	return 0, fmt.Errorf("%q is not one of none, otp25, otp26", s)
+}
+
+func (r Require) String() string {
+	return [...]string{"none", "otp25", "otp26"}[r]
+}
+
+// mask returns the flags required of a message with the given tag. A legacy
+// 'n' message carries only the low 32 bits; the rest arrive later in the
+// complement, which distgate does not read, so only the low word is checked.
+func (r Require) mask(tag byte) uint64 {
+	var m uint64
+	switch r {
+	case RequireOTP25:
+		m = wire.Mandatory25
+	case RequireOTP26:
+		m = wire.Mandatory26
+	}
+	if tag == wire.TagOld {
+		m &= 0xffffffff
+	}
+	return m
+}
+
+// Satisfied reports whether a handshake's flags meet the requirement, with
+// MANDATORY_25_DIGEST expanded as OTP does.
+func (r Require) Satisfied(tag byte, flags uint64) bool {
+	m := r.mask(tag)
+	return wire.Effective(flags)&m == m
+}
+
+// Entry is one allow rule: the sources it covers and, if Names is non-empty,
+// the node names it admits from them.
+type Entry struct {
+	Sources []netip.Prefix // masked prefixes; a bare address is a /32 or /128
+	Names   []Glob         // empty: any name
+}
+
+func (e *Entry) coversSource(a netip.Addr) bool {
+	for _, p := range e.Sources {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchesName reports whether the entry admits this handshake's name. A
+// dynamic-name request (NAME_ME) carries only a host, so it can only pass an
+// entry that admits any name.
+func (e *Entry) matchesName(name []byte, nameMe bool) bool {
+	if len(e.Names) == 0 {
+		return true
+	}
+	if nameMe {
+		return false
+	}
+	for _, g := range e.Names {
+		if g.Match(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rules is the part of a gate's policy that says who may pass. It is
+// immutable once built and safe for concurrent use; a reload builds new Rules.
+type Rules struct {
+	Allow   []Entry
+	Require Require
+}
+
+// SourceAllowed reports whether any entry lists a. This is the check made at
+// accept time, before a byte is read. An invalid address is never allowed.
+func (r *Rules) SourceAllowed(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	for i := range r.Allow {
+		if r.Allow[i].coversSource(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Check decides on a connection from a whose first message has the given tag,
+// flags and name, in design order: the source must still be listed (a reload
+// may have removed it), then the flags (MissingFlags), then the name against
+// the entries that list a (NameNotAllowed).
+func (r *Rules) Check(a netip.Addr, tag byte, flags uint64, name []byte) Reason {
+	a = a.Unmap()
+	if !r.SourceAllowed(a) {
+		return SourceNotAllowed
+	}
+	if !r.Require.Satisfied(tag, flags) {
+		return MissingFlags
+	}
+	nameMe := tag == wire.TagNew && flags&wire.FlagNameMe != 0
+	for i := range r.Allow {
+		e := &r.Allow[i]
+		if e.coversSource(a) && e.matchesName(name, nameMe) {
+			return Admitted
+		}
+	}
+	return NameNotAllowed
+}
