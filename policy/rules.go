@@ -107,7 +107,7 @@ func (r *Rules) SourceAllowed(a netip.Addr) bool {
 	if !a.IsValid() {
 		return false
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("") // a zoned address never matches a Prefix
 	for i := range r.Allow {
 		if r.Allow[i].coversSource(a) {
 			return true
@@ -121,7 +121,7 @@ func (r *Rules) SourceAllowed(a netip.Addr) bool {
 // may have removed it), then the flags (MissingFlags), then the name against
 // the entries that list a (NameNotAllowed).
 func (r *Rules) Check(a netip.Addr, tag byte, flags uint64, name []byte) Reason {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	if !r.SourceAllowed(a) {
 		return SourceNotAllowed
 	}

@@ -1,0 +1,182 @@
+// Command distgate guards an Erlang/Elixir node's distribution port: it admits
+// connections by source address, rate and the node name in the first
+// handshake message, and splices admitted ones to the node on loopback.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// Exit codes (design: Command line).
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+const usage = `usage:
+  distgate [run] [-config FILE]     run the gates (no file: the embedded default)
+  distgate check [-config FILE]     validate; print the effective config; exit 2 on any error
+  distgate probe [-json] TARGET...  audit a host as a scanner would
+  distgate version
+`
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// exitError carries an exit code other than 1, and whether the usage text
+// helps.
+type exitError struct {
+	code  int
+	usage bool
+	err   error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(err error) error  { return &exitError{exitUsage, true, err} }
+func configErr(err error) error { return &exitError{exitUsage, false, err} }
+
+func realMain(args, environ []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "run":
+		err = cmdRun(args, environ, stderr)
+	case "check":
+		err = cmdCheck(args, environ, stdout, stderr)
+	case "probe":
+		return cmdProbe(args, stdout, stderr)
+	case "version":
+		err = cmdVersion(args, stdout)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		err = usageErr(fmt.Errorf("unknown command %q", cmd))
+	}
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "distgate: %v\n", err)
+	var e *exitError
+	if errors.As(err, &e) {
+		if e.usage {
+			fmt.Fprint(stderr, usage)
+		}
+		return e.code
+	}
+	return exitRuntime
+}
+
+func configFlags(name string, args []string, stderr io.Writer) (string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "TOML configuration `file` (default: $DISTGATE_CONFIG, else the embedded default)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", err
+		}
+		return "", usageErr(err)
+	}
+	if fs.NArg() > 0 {
+		return "", usageErr(fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0)))
+	}
+	return *path, nil
+}
+
+func loadOrUsage(path string, environ []string) (*Loaded, error) {
+	l, err := load(path, environ)
+	if err != nil {
+		return nil, configErr(err)
+	}
+	return l, nil
+}
+
+func cmdCheck(args, environ []string, stdout, stderr io.Writer) error {
+	path, err := configFlags("check", args, stderr)
+	if err != nil {
+		return err
+	}
+	l, err := loadOrUsage(path, environ)
+	if err != nil {
+		return err
+	}
+	for _, w := range l.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	fmt.Fprint(stdout, l.encode())
+	return nil
+}
+
+func cmdRun(args, environ []string, stderr io.Writer) error {
+	path, err := configFlags("run", args, stderr)
+	if err != nil {
+		return err
+	}
+	l, err := loadOrUsage(path, environ)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return run(ctx, l, path, environ, hup, stderr)
+}
+
+func cmdVersion(args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return usageErr(fmt.Errorf("version: unexpected argument %q", args[0]))
+	}
+	fmt.Fprintln(stdout, versionString())
+	return nil
+}
+
+// versionString reports the module version and VCS revision from the build
+// info, as `go install …@version` and `go build` in a checkout record them.
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "distgate (unknown version)"
+	}
+	v := bi.Main.Version
+	var rev, modified, when string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		case "vcs.time":
+			when = s.Value
+		}
+	}
+	out := "distgate " + v
+	if rev != "" {
+		out += " " + rev + modified
+		if when != "" {
+			out += " " + when
+		}
+	}
+	return out + " " + bi.GoVersion
+}

@@ -1,0 +1,415 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/distgate/distgate/policy"
+	"github.com/distgate/distgate/wire"
+)
+
+// Gate guards one public distribution port in front of one upstream node.
+// Create it with NewGate, run it with Serve, change its policy with Update.
+// All methods are safe for concurrent use.
+type Gate struct {
+	name     string
+	upstream string
+	log      zerolog.Logger
+	obs      Observer
+	hs       *Handshakes
+
+	// SummaryEvery is how often the denial-sampling summary is logged and the
+	// limiter size reported. Zero means 10 s. Set before Serve.
+	SummaryEvery time.Duration
+	// Dial connects to the upstream. Nil means a net.Dialer with the
+	// settings' dial timeout. It must return a *net.TCPConn to keep splice.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+
+	settings atomic.Pointer[Settings]
+	limiter  *policy.Limiter
+	conns    policy.Conns
+	sample   sampler
+
+	mu   sync.Mutex // guards live and serializes decisions against Update
+	live map[*session]struct{}
+	wg   sync.WaitGroup
+}
+
+// NewGate returns a gate named name that splices admitted connections to
+// upstream. hs is the handshake cap shared by all gates (nil: no cap); obs
+// may be nil.
+func NewGate(name, upstream string, s *Settings, log zerolog.Logger, obs Observer, hs *Handshakes) *Gate {
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	g := &Gate{
+		name:     name,
+		upstream: upstream,
+		log:      log.With().Str("gate", name).Logger(),
+		obs:      obs,
+		hs:       hs,
+		limiter:  policy.NewLimiter(s.Rate, s.Burst, 0),
+		live:     make(map[*session]struct{}),
+	}
+	g.settings.Store(s)
+	return g
+}
+
+// Name returns the gate's name.
+func (g *Gate) Name() string { return g.name }
+
+// Upstream returns the address admitted connections are spliced to.
+func (g *Gate) Upstream() string { return g.upstream }
+
+// Update applies new settings to new connections at once and closes every
+// live connection that they would no longer admit (reason revoked). It
+// returns the number of connections closed.
+func (g *Gate) Update(s *Settings) int {
+	g.limiter.Set(s.Rate, s.Burst)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.settings.Store(s)
+	n := 0
+	for ss := range g.live {
+		if s.Rules.Check(ss.src, ss.tag, ss.flags, []byte(ss.node)) != policy.Admitted {
+			ss.stop(policy.Revoked)
+			n++
+		}
+	}
+	return n
+}
+
+// Live returns the number of admitted connections currently spliced.
+func (g *Gate) Live() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.live)
+}
+
+// Serve accepts connections on ln until ctx ends, then closes ln, lets live
+// connections run for the settings' DrainTimeout, closes what remains, and returns once
+// every goroutine it started has finished. ln must yield *net.TCPConn. Serve
+// returns nil after a shutdown, or the accept error that stopped it.
+func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
+	stopAccept := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stopAccept()
+
+	summaryDone := make(chan struct{})
+	summaryStop := make(chan struct{})
+	go g.summaries(summaryStop, summaryDone)
+
+	err := g.acceptLoop(ctx, ln)
+
+	g.drain()
+	close(summaryStop)
+	<-summaryDone
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (g *Gate) acceptLoop(ctx context.Context, ln net.Listener) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// EMFILE, ENFILE, ECONNABORTED and the like: back off instead of
+			// spinning, as net/http does, and keep serving once it passes.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept")
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		backoff = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			_ = c.Close()
+			continue
+		}
+		g.accept(tc)
+	}
+}
+
+// accept runs the checks that need no read (steps 1–4 of the design) right in
+// the accept loop, so a denied connection costs one accept and one close and
+// no goroutine. Admitted-so-far connections get a goroutine for the rest.
+func (g *Gate) accept(c *net.TCPConn) {
+	start := time.Now()
+	s := g.settings.Load()
+	src := remoteAddr(c)
+	if !s.Rules.SourceAllowed(src) {
+		g.deny(c, s, src, policy.SourceNotAllowed, start, nil, nil)
+		return
+	}
+	if r := g.conns.Acquire(src, s.MaxConns, s.MaxConnsPerSource); r != policy.Admitted {
+		g.deny(c, s, src, r, start, nil, nil)
+		return
+	}
+	if !g.limiter.Allow(src, start) {
+		g.conns.Release(src)
+		g.deny(c, s, src, policy.RateLimited, start, nil, nil)
+		return
+	}
+	if !g.hs.acquire() {
+		g.conns.Release(src)
+		g.deny(c, s, src, policy.TooManyHandshakes, start, nil, nil)
+		return
+	}
+	g.wg.Add(1)
+	go g.handle(c, src, s, start)
+}
+
+// remoteAddr returns the peer's address, IPv4-mapped IPv6 unmapped; the zero
+// Addr (never allowed) if it cannot be read.
+func remoteAddr(c *net.TCPConn) netip.Addr {
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}
+	}
+	return ta.AddrPort().Addr().Unmap()
+}
+
+// handle reads the first message, decides, dials and splices.
+func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Time) {
+	defer g.wg.Done()
+	defer g.conns.Release(src)
+
+	buf := getFrameBuf()
+	defer putFrameBuf(buf)
+	frame, err := readFrame(c, buf, start.Add(s.handshakeTimeout()))
+	g.hs.release()
+	if err != nil {
+		r := policy.BadHandshake
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			r = policy.HandshakeTimeout
+		}
+		g.deny(c, s, src, r, start, nil, err)
+		return
+	}
+	h, err := wire.Parse(frame)
+	if err != nil {
+		g.deny(c, s, src, policy.BadHandshake, start, nil, err)
+		return
+	}
+
+	// Decide and register under g.mu, so an Update either sees this session
+	// or this decision sees the new settings.
+	g.mu.Lock()
+	s = g.settings.Load()
+	r := s.Rules.Check(src, h.Tag, h.Flags, h.Name)
+	if r != policy.Admitted {
+		g.mu.Unlock()
+		g.deny(c, s, src, r, start, &h, nil)
+		return
+	}
+	ss := &session{client: c, src: src, tag: h.Tag, flags: h.Flags, node: string(h.Name), start: start}
+	g.live[ss] = struct{}{}
+	g.mu.Unlock()
+	defer g.forget(ss)
+
+	up, err := g.dial(s)
+	if err != nil {
+		g.deny(c, s, src, policy.UpstreamUnreachable, start, &h, err)
+		return
+	}
+	var in, out int64
+	if ss.attach(up) {
+		g.obs.Decided(policy.Admitted, time.Since(start))
+		g.obs.Active(1)
+		logHandshake(withRemote(g.log.Info(), c), &h).Str("upstream", g.upstream).Msg("admitted")
+		// The message read is the first thing the node sees; nothing else
+		// was read, so nothing else is owed.
+		if n, err := up.Write(frame); err == nil {
+			in = int64(n)
+			var n2 int64
+			n2, out = pipe(c, up)
+			in += n2
+		} else {
+			_ = c.Close()
+			_ = up.Close()
+		}
+		g.obs.Moved(in, out)
+		g.obs.Active(-1)
+	} else {
+		_ = up.Close() // revoked while dialling
+	}
+	ev := withRemote(g.log.Info(), c).Bytes("node", h.Name).Str("upstream", g.upstream).
+		Int64("bytes_in", in).Int64("bytes_out", out).Dur("dur", time.Since(start))
+	if r := ss.reason(); r != policy.Admitted {
+		ev = ev.Str("reason", r.String())
+	}
+	ev.Msg("closed")
+}
+
+// dial connects to the upstream under the dial timeout.
+func (g *Gate) dial(s *Settings) (*net.TCPConn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.dialTimeout())
+	defer cancel()
+	dial := g.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
+	c, err := dial(ctx, g.upstream)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		_ = c.Close()
+		return nil, errors.New("upstream dialer returned a non-TCP connection")
+	}
+	return tc, nil
+}
+
+func (g *Gate) forget(ss *session) {
+	g.mu.Lock()
+	delete(g.live, ss)
+	g.mu.Unlock()
+}
+
+// deny closes c without writing a byte, counts the decision and logs it
+// subject to per-source sampling. h is nil when nothing was decoded; err, if
+// any, says what went wrong reading or dialling.
+func (g *Gate) deny(c *net.TCPConn, s *Settings, src netip.Addr, r policy.Reason, start time.Time, h *wire.Handshake, err error) {
+	g.closeDenied(c, s)
+	g.obs.Decided(r, time.Since(start))
+	if !g.sample.allow(src) {
+		return
+	}
+	ev := g.log.Info()
+	if ev == nil {
+		return
+	}
+	ev = withRemote(ev, c).Str("reason", r.String())
+	if h != nil {
+		ev = logHandshake(ev, h)
+	}
+	if r == policy.UpstreamUnreachable {
+		ev = ev.Str("upstream", g.upstream)
+	}
+	if err != nil && r != policy.HandshakeTimeout {
+		ev = ev.Err(err)
+	}
+	ev.Msg("denied")
+}
+
+func (g *Gate) closeDenied(c *net.TCPConn, s *Settings) {
+	if s.Reset {
+		_ = c.SetLinger(0) // close sends RST
+	}
+	_ = c.Close()
+}
+
+// drain waits for live connections for DrainTimeout, then stops them.
+func (g *Gate) drain() {
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	t := time.NewTimer(g.settings.Load().DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	g.mu.Lock()
+	for ss := range g.live {
+		ss.stop(policy.Shutdown)
+	}
+	g.mu.Unlock()
+	<-done
+}
+
+// summaries logs what sampling suppressed and reports the limiter size, once
+// per SummaryEvery, until stop closes.
+func (g *Gate) summaries(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	every := g.SummaryEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			g.summary()
+			return
+		case <-t.C:
+			g.summary()
+		}
+	}
+}
+
+func (g *Gate) summary() {
+	g.obs.LimiterSources(g.limiter.Len())
+	n, sources := g.sample.reset()
+	if n == 0 {
+		return
+	}
+	g.obs.Suppressed(n)
+	g.log.Info().Int("suppressed", n).Int("sources", sources).Msg("denials suppressed")
+}
+
+// session is one admitted connection, tracked so a reload or a drain can
+// stop it.
+type session struct {
+	client *net.TCPConn
+	src    netip.Addr
+	tag    byte
+	flags  uint64
+	node   string
+	start  time.Time
+
+	mu       sync.Mutex
+	upstream *net.TCPConn
+	why      policy.Reason // why it was stopped; Admitted while it runs
+}
+
+// stop closes both sides; the copy loop then ends.
+func (ss *session) stop(r policy.Reason) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.why != policy.Admitted {
+		return
+	}
+	ss.why = r
+	_ = ss.client.Close()
+	if ss.upstream != nil {
+		_ = ss.upstream.Close()
+	}
+}
+
+// attach records the upstream leg; false if the session was stopped first.
+func (ss *session) attach(up *net.TCPConn) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.why != policy.Admitted {
+		return false
+	}
+	ss.upstream = up
+	return true
+}
+
+func (ss *session) reason() policy.Reason {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.why
+}
