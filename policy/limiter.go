@@ -74,7 +74,11 @@ func (l *Limiter) Allow(a netip.Addr, now time.Time) bool {
 	lim, ok := l.m[k]
 	if !ok {
 		if len(l.m) >= l.max {
-			l.sweep(now)
+			// At the cap, sweep at most once a second: a flood of new
+			// sources must not buy an O(entries) scan per connection.
+			if now.Sub(l.lastSweep) >= time.Second {
+				l.sweep(now)
+			}
 			for victim := range l.m {
 				if len(l.m) < l.max {
 					break
