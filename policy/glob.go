@@ -24,13 +24,13 @@ func CompileGlob(pattern string) (Glob, error) {
 		switch pattern[i] {
 		case '\\':
 			if i+1 == len(pattern) {
-				return Glob{}, fmt.Errorf("%w: %q ends in a backslash", ErrBadGlob, pattern)
+				return Glob{}, fmt.Errorf("%w %q: ends in a backslash", ErrBadGlob, pattern)
 			}
 			i++
 		case '[':
 			end, ok := classEnd(pattern, i)
 			if !ok {
-				return Glob{}, fmt.Errorf("%w: %q has an unclosed '['", ErrBadGlob, pattern)
+				return Glob{}, fmt.Errorf("%w %q: unclosed '['", ErrBadGlob, pattern)
 			}
 			i = end
 		}

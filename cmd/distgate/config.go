@@ -165,8 +165,11 @@ func load(flagPath string, environ []string) (*Loaded, error) {
 		return nil, err
 	}
 	l := &Loaded{Config: c, Source: source}
-	if err := l.compile(); err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
+	if errs := l.compile(); len(errs) > 0 {
+		for i, err := range errs {
+			errs[i] = fmt.Errorf("%s: %w", source, err)
+		}
+		return nil, errors.Join(errs...)
 	}
 	return l, nil
 }
@@ -228,7 +231,7 @@ func trimAll(in []string) []string {
 
 // compile fills defaults, validates every key and builds the runtime
 // settings. All problems are reported together.
-func (l *Loaded) compile() error {
+func (l *Loaded) compile() []error {
 	c := &l.Config
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -292,7 +295,7 @@ func (l *Loaded) compile() error {
 			l.Warnings = append(l.Warnings, warnings...)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -385,7 +388,7 @@ func compileGate(g *GateConfig, where string, drain time.Duration) (compiledGate
 		for j, n := range a.Names {
 			gl, err := policy.CompileGlob(n)
 			if err != nil {
-				bad("allow[%d].names[%d]: %q is not a valid glob: %v", i, j, n, err)
+				bad("allow[%d].names[%d]: %v", i, j, err)
 				continue
 			}
 			e.Names = append(e.Names, gl)
