@@ -38,9 +38,10 @@ type Gate struct {
 	conns    policy.Conns
 	sample   sampler
 
-	mu   sync.Mutex // guards live and serializes decisions against Update
-	live map[*session]struct{}
-	wg   sync.WaitGroup
+	mu      sync.Mutex // guards live and stopped, and serializes decisions against Update
+	live    map[*session]struct{}
+	stopped bool // the drain timeout has passed: admit no more
+	wg      sync.WaitGroup
 }
 
 // NewGate returns a gate named name that splices admitted connections to
@@ -79,8 +80,7 @@ func (g *Gate) Update(s *Settings) int {
 	g.settings.Store(s)
 	n := 0
 	for ss := range g.live {
-		if s.Rules.Check(ss.src, ss.tag, ss.flags, []byte(ss.node)) != policy.Admitted {
-			ss.stop(policy.Revoked)
+		if s.Rules.Check(ss.src, ss.tag, ss.flags, []byte(ss.node)) != policy.Admitted && ss.stop(policy.Revoked) {
 			n++
 		}
 	}
@@ -212,6 +212,9 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 	g.mu.Lock()
 	s = g.settings.Load()
 	r := s.Rules.Check(src, h.Tag, h.Flags, h.Name)
+	if r == policy.Admitted && g.stopped {
+		r = policy.Shutdown // nothing would stop it once the drain has run
+	}
 	if r != policy.Admitted {
 		g.mu.Unlock()
 		g.deny(c, s, src, r, start, &h, nil)
@@ -330,6 +333,7 @@ func (g *Gate) drain() {
 	case <-t.C:
 	}
 	g.mu.Lock()
+	g.stopped = true
 	for ss := range g.live {
 		ss.stop(policy.Shutdown)
 	}
@@ -383,18 +387,20 @@ type session struct {
 	why      policy.Reason // why it was stopped; Admitted while it runs
 }
 
-// stop closes both sides; the copy loop then ends.
-func (ss *session) stop(r policy.Reason) {
+// stop closes both sides; the copy loop then ends. It reports false if the
+// session was stopped already.
+func (ss *session) stop(r policy.Reason) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.why != policy.Admitted {
-		return
+		return false
 	}
 	ss.why = r
 	_ = ss.client.Close()
 	if ss.upstream != nil {
 		_ = ss.upstream.Close()
 	}
+	return true
 }
 
 // attach records the upstream leg; false if the session was stopped first.
