@@ -47,9 +47,10 @@ func (r Reason) String() string {
 }
 
 // DenyReasons lists every reason a connection can be denied for before it is
-// admitted, for pre-creating metric series.
+// admitted (Revoked and Shutdown when a reload or a drain comes while it is
+// still being decided), for pre-creating metric series.
 func DenyReasons() []Reason {
 	return []Reason{SourceNotAllowed, TooManyConns, TooManyConnsPerSource, RateLimited,
 		TooManyHandshakes, HandshakeTimeout, BadHandshake, MissingFlags, NameNotAllowed,
-		UpstreamUnreachable}
+		UpstreamUnreachable, Revoked, Shutdown}
 }

@@ -92,7 +92,6 @@ func (m *metrics) gate(name string) proxy.Observer {
 	for _, r := range policy.DenyReasons() {
 		o.decided[r] = m.conns.WithLabelValues(name, "denied", r.String())
 	}
-	o.decided[policy.Revoked] = m.conns.WithLabelValues(name, "denied", policy.Revoked.String())
 	return o
 }
 
