@@ -1,0 +1,389 @@
+package test
+
+// End-to-end test of /metrics and /healthz: real traffic through distgate
+// (a real Erlang client admitted, scanner bytes and a disallowed source
+// denied, a SIGHUP), then the numbers scraped. Helpers are prefixed
+// "metrics"; the process helpers come from probe_test.go.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// metricsSample is one line of the Prometheus text format.
+type metricsSample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// metricsScrape fetches and parses /metrics.
+func metricsScrape(t *testing.T, addr string) []metricsSample {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	var out []metricsSample
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		s, err := metricsParseLine(line)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out = append(out, s)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+var metricsLabelRE = regexp.MustCompile(`^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?`)
+
+func metricsParseLine(line string) (metricsSample, error) {
+	s := metricsSample{labels: map[string]string{}}
+	rest := line
+	if i := strings.IndexAny(rest, "{ "); i < 0 {
+		return s, fmt.Errorf("no value")
+	} else {
+		s.name, rest = rest[:i], rest[i:]
+	}
+	if strings.HasPrefix(rest, "{") {
+		rest = rest[1:]
+		for !strings.HasPrefix(rest, "}") {
+			m := metricsLabelRE.FindStringSubmatch(rest)
+			if m == nil {
+				return s, fmt.Errorf("bad labels at %q", rest)
+			}
+			v, err := strconv.Unquote(`"` + m[2] + `"`)
+			if err != nil {
+				return s, err
+			}
+			s.labels[m[1]] = v
+			rest = rest[len(m[0]):]
+		}
+		rest = rest[1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return s, fmt.Errorf("no value")
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	s.value = v
+	return s, err
+}
+
+// metricsValue returns the sample with exactly these labels, failing the
+// test if there is none.
+func metricsValue(t *testing.T, ss []metricsSample, name string, kv ...string) float64 {
+	t.Helper()
+	want := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		want[kv[i]] = kv[i+1]
+	}
+	for _, s := range ss {
+		if s.name != name || len(s.labels) != len(want) {
+			continue
+		}
+		match := true
+		for k, v := range want {
+			if got, ok := s.labels[k]; !ok || got != v {
+				match = false
+			}
+		}
+		if match {
+			return s.value
+		}
+	}
+	t.Fatalf("no sample %s%v", name, want)
+	return 0
+}
+
+// metricsWait scrapes until cond holds.
+func metricsWait(t *testing.T, addr, what string, cond func([]metricsSample) bool) []metricsSample {
+	t.Helper()
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		ss := metricsScrape(t, addr)
+		if cond(ss) {
+			return ss
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// metricsFind is metricsValue that reports absence instead of failing.
+func metricsFind(ss []metricsSample, name string, kv ...string) (float64, bool) {
+	for _, s := range ss {
+		if s.name != name || len(s.labels) != len(kv)/2 {
+			continue
+		}
+		match := true
+		for i := 0; i+1 < len(kv); i += 2 {
+			if s.labels[kv[i]] != kv[i+1] {
+				match = false
+			}
+		}
+		if match {
+			return s.value, true
+		}
+	}
+	return 0, false
+}
+
+// metricsSend dials the gate from src, writes msg, and waits for the gate to
+// close the connection; it returns what came back (nothing, for a denial).
+func metricsSend(t *testing.T, src, gate string, msg []byte) []byte {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", gate)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", gate, src, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.Write(msg) // a source denied at accept may be closed before this
+	got, _ := io.ReadAll(c)
+	return got
+}
+
+func TestMetrics(t *testing.T) {
+	bin := probeBuild(t)
+	port := probeFreePort(t, "127.0.0.1", "127.0.0.2")
+	mport := probeFreePort(t, "127.0.0.1")
+	maddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mport))
+	gateAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	probeStartNode(t, port)
+
+	// A slow refill keeps 127.0.0.1's limiter entry from being swept as
+	// full, so distgate_limiter_sources is exactly 1 below.
+	gateCmd, gateLog, cfgPath := probeStartGate(t, bin, fmt.Sprintf(`
+[metrics]
+listen = %q
+
+[[gate]]
+name = "m"
+listen = %q
+upstream = "127.0.0.2:%d"
+rate = 0.01
+burst = 100
+  [[gate.allow]]
+  sources = ["127.0.0.1/32"]
+`, maddr, gateAddr, port))
+
+	// /healthz is 200 once the gate listens ("listening" was logged).
+	resp, err := http.Get("http://" + maddr + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
+		t.Fatalf("/healthz: %s %q", resp.Status, body)
+	}
+
+	ss := metricsScrape(t, maddr)
+	if v := metricsValue(t, ss, "distgate_connections_total", "gate", "m", "verdict", "admitted", "reason", ""); v != 0 {
+		t.Fatalf("admitted before any traffic: %v", v)
+	}
+
+	// One admitted Erlang client that stays connected until its stdin closes.
+	client := exec.Command(probeErl(t), "-name", "b@127.0.0.1", "-setcookie", "probecookie",
+		"-start_epmd", "false", "-erl_epmd_port", strconv.Itoa(port), "-dist_listen", "false", "-hidden",
+		"-noshell", "-eval",
+		`pong = net_adm:ping('app@127.0.0.1'), io:format("connected~n"), io:get_line(""), halt().`)
+	client.Env = probeEnv()
+	stdin, err := client.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientLog := probeStart(t, client)
+	probeWaitLog(t, clientLog, "connected", 30*time.Second)
+
+	ss = metricsScrape(t, maddr)
+	if v := metricsValue(t, ss, "distgate_connections_active", "gate", "m"); v != 1 {
+		t.Errorf("distgate_connections_active = %v while the client is connected, want 1", v)
+	}
+	if v := metricsValue(t, ss, "distgate_connections_total", "gate", "m", "verdict", "admitted", "reason", ""); v != 1 {
+		t.Errorf("admitted = %v, want 1", v)
+	}
+
+	// Let the client go; its connection ends and the bytes are counted.
+	_ = stdin.Close()
+	select {
+	case <-clientLog.done:
+		if clientLog.err != nil {
+			t.Fatalf("client: %v\n%s", clientLog.err, clientLog.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("client still running 30s after its stdin closed:\n%s", clientLog.String())
+	}
+	ss = metricsWait(t, maddr, "the admitted connection closed", func(ss []metricsSample) bool {
+		v, _ := metricsFind(ss, "distgate_connections_active", "gate", "m")
+		in, _ := metricsFind(ss, "distgate_bytes_total", "gate", "m", "direction", "in")
+		return v == 0 && in > 0
+	})
+	closed := metricsClosedLine(t, gateLog)
+	in := metricsValue(t, ss, "distgate_bytes_total", "gate", "m", "direction", "in")
+	out := metricsValue(t, ss, "distgate_bytes_total", "gate", "m", "direction", "out")
+	if in <= 0 || out <= 0 || in != float64(closed.BytesIn) || out != float64(closed.BytesOut) {
+		t.Errorf("bytes in %v out %v; the closed log line says in %d out %d", in, out, closed.BytesIn, closed.BytesOut)
+	}
+
+	// Denials: the scanner's bytes twice from an allowed source, and twenty
+	// connections from 127.0.0.3, which is not allowed. Sampling logs at
+	// most five denials per source per summary period (10 s) and counts the
+	// rest; the sends take far less than a period, so even if a period ends
+	// among them at least ten are suppressed.
+	const disallowed = 20
+	scanner := []byte("\x00\x15n\x00\x07\x00\x03\x49\x9cAAAAAA@AAAAAAA")
+	for range 2 {
+		if got := metricsSend(t, "127.0.0.1", gateAddr, scanner); len(got) != 0 {
+			t.Errorf("scanner got %q back", got)
+		}
+	}
+	for range disallowed {
+		if got := metricsSend(t, "127.0.0.3", gateAddr, scanner); len(got) != 0 {
+			t.Errorf("disallowed source got %q back", got)
+		}
+	}
+	// Suppressed lines (and the limiter size) are reported with the periodic
+	// summary: wait until logged + suppressed accounts for every denial.
+	var logged int
+	metricsWait(t, maddr, "every disallowed connection logged or counted as suppressed", func(ss []metricsSample) bool {
+		logged = strings.Count(gateLog.String(), `"reason":"source_not_allowed"`)
+		v, _ := metricsFind(ss, "distgate_log_suppressed_total", "gate", "m")
+		return int(v)+logged == disallowed
+	})
+	if logged < 5 || logged > 10 {
+		t.Errorf("%d of %d denials from one source logged, want 5 to 10 (sampling)", logged, disallowed)
+	}
+	probeWaitLog(t, gateLog, `"message":"denials suppressed"`, time.Second)
+
+	// A reload that works, then one that is refused.
+	if err := gateCmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	probeWaitLog(t, gateLog, `"message":"reloaded"`, 10*time.Second)
+	if err := os.WriteFile(cfgPath, []byte("[[gate]]\nname = \"m\"\nlisten = 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := gateCmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	probeWaitLog(t, gateLog, `"message":"reload refused; keeping the running configuration"`, 10*time.Second)
+
+	ss = metricsScrape(t, maddr)
+	for _, c := range []struct {
+		name string
+		kv   []string
+		want float64
+	}{
+		{"distgate_connections_total", []string{"gate", "m", "verdict", "admitted", "reason", ""}, 1},
+		{"distgate_connections_total", []string{"gate", "m", "verdict", "denied", "reason", "missing_flags"}, 2},
+		{"distgate_connections_total", []string{"gate", "m", "verdict", "denied", "reason", "source_not_allowed"}, disallowed},
+		{"distgate_connections_total", []string{"gate", "m", "verdict", "denied", "reason", "bad_handshake"}, 0},
+		{"distgate_connections_active", []string{"gate", "m"}, 0},
+		{"distgate_handshake_seconds_count", []string{"gate", "m"}, 1 + 2 + disallowed},
+		{"distgate_reloads_total", []string{"result", "ok"}, 1},
+		{"distgate_reloads_total", []string{"result", "error"}, 1},
+		{"distgate_limiter_sources", []string{"gate", "m"}, 1},
+		{"distgate_log_suppressed_total", []string{"gate", "m"}, float64(disallowed - logged)},
+	} {
+		if got := metricsValue(t, ss, c.name, c.kv...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.kv, got, c.want)
+		}
+	}
+	metricsCheckLabels(t, ss)
+}
+
+// metricsClosedLine returns the bytes of the gate's "closed" log line.
+func metricsClosedLine(t *testing.T, l *probeLog) (line struct {
+	BytesIn  int64 `json:"bytes_in"`
+	BytesOut int64 `json:"bytes_out"`
+}) {
+	t.Helper()
+	probeWaitLog(t, l, `"message":"closed"`, 10*time.Second)
+	for _, s := range strings.Split(l.String(), "\n") {
+		if strings.Contains(s, `"message":"closed"`) {
+			if err := json.Unmarshal([]byte(s), &line); err != nil {
+				t.Fatalf("closed line %q: %v", s, err)
+			}
+			return line
+		}
+	}
+	t.Fatal("no closed line")
+	return
+}
+
+// metricsCheckLabels: every distgate_ series uses only the design's labels,
+// and their values come from fixed sets: never an address or a node name.
+func metricsCheckLabels(t *testing.T, ss []metricsSample) {
+	t.Helper()
+	reasons := []string{"", "source_not_allowed", "too_many_conns", "too_many_conns_per_source",
+		"rate_limited", "too_many_handshakes", "handshake_timeout", "bad_handshake", "missing_flags",
+		"name_not_allowed", "upstream_unreachable", "revoked", "shutdown"}
+	allowed := map[string][]string{
+		"gate":      {"m"},
+		"verdict":   {"admitted", "denied"},
+		"reason":    reasons,
+		"direction": {"in", "out"},
+		"result":    {"ok", "error"},
+	}
+	names := map[string]bool{}
+	for _, s := range ss {
+		if !strings.HasPrefix(s.name, "distgate_") {
+			t.Errorf("unexpected series %s", s.name)
+			continue
+		}
+		names[strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(s.name, "_bucket"), "_sum"), "_count")] = true
+		for k, v := range s.labels {
+			if strings.Contains(v, "127.0.0") || strings.Contains(v, "@") || strings.Contains(v, "::") {
+				t.Errorf("%s: label %s=%q carries an address or a node name", s.name, k, v)
+			}
+			if k == "le" && strings.HasSuffix(s.name, "_bucket") {
+				if _, err := strconv.ParseFloat(v, 64); err != nil && v != "+Inf" {
+					t.Errorf("%s: le=%q", s.name, v)
+				}
+				continue
+			}
+			if vs, ok := allowed[k]; !ok || !slices.Contains(vs, v) {
+				t.Errorf("%s: label %s=%q is not from the design's fixed set", s.name, k, v)
+			}
+		}
+	}
+	for _, n := range []string{"distgate_connections_total", "distgate_connections_active", "distgate_bytes_total",
+		"distgate_handshake_seconds", "distgate_reloads_total", "distgate_limiter_sources", "distgate_log_suppressed_total"} {
+		if !names[n] {
+			t.Errorf("no %s series", n)
+		}
+	}
+	if len(names) != 7 {
+		t.Errorf("series families %v, want exactly the design's seven", names)
+	}
+}

@@ -1,0 +1,78 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSystemdUnit checks deploy/systemd/distgate.service offline with
+// systemd-analyze: `verify` must print nothing (it reports unknown keys and
+// bad values only as warnings), and `security --offline` must rate the
+// sandbox at most 2.0 ("OK"). systemd need not be running; the systemd
+// package must be installed (Debian: apt-get install systemd).
+func TestSystemdUnit(t *testing.T) {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (apt-get install systemd); the unit file was NOT checked")
+	}
+	unit, err := os.ReadFile("../deploy/systemd/distgate.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(unit)
+
+	// The settings the deployment relies on.
+	for _, line := range []string{
+		"ExecStart=/usr/local/bin/distgate run -config /etc/distgate/distgate.toml",
+		"ExecReload=/bin/kill -HUP $MAINPID",
+		"KillSignal=SIGTERM",
+		"DynamicUser=yes",
+		"NoNewPrivileges=yes",
+		"ProtectSystem=strict",
+		"PrivateTmp=yes",
+		"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+		"CapabilityBoundingSet=\n",
+	} {
+		if !strings.Contains(text, line) {
+			t.Errorf("the unit lacks %q", strings.TrimSpace(line))
+		}
+	}
+	// TimeoutStopSec must leave room for the default drain_timeout (10s).
+	m := regexp.MustCompile(`(?m)^TimeoutStopSec=(\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		t.Error("no TimeoutStopSec")
+	} else if d, err := time.ParseDuration(m[1]); err != nil || d <= 10*time.Second {
+		t.Errorf("TimeoutStopSec=%s: must be above drain_timeout (10s by default)", m[1])
+	}
+
+	// verify checks that ExecStart's binary exists: point it at a fresh build.
+	bin := probeBuild(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "distgate.service")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "/usr/local/bin/distgate", bin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sa, "verify", path).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	out, err = exec.Command(sa, "security", "--offline=true", "--no-pager", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security --offline: %v\n%s", err, out)
+	}
+	m = regexp.MustCompile(`Overall exposure level for distgate\.service: ([0-9.]+)`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("no exposure level in:\n%s", out)
+	}
+	if v, _ := strconv.ParseFloat(m[1], 64); v > 2.0 {
+		t.Errorf("exposure level %s, want at most 2.0:\n%s", m[1], out)
+	}
+	t.Logf("systemd-analyze security: exposure %s", m[1])
+}
