@@ -11,6 +11,8 @@ export PATH="/usr/local/go/bin:$PATH"
 need=()
 command -v erl >/dev/null 2>&1 || need+=(erlang-base)
 command -v elixir >/dev/null 2>&1 || need+=(elixir)
+# systemd-analyze checks deploy/systemd/distgate.service offline.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   sudo=""

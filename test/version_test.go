@@ -32,10 +32,10 @@ func TestVersion(t *testing.T) {
 		got := version(t, stamped)
 		t.Logf("%s", got)
 		f := strings.Fields(got)
-		// distgate MODULE-VERSION REVISION[+dirty] VCS-TIME GO-VERSION
-		if len(f) != 5 || f[0] != "distgate" || strings.TrimSuffix(f[2], "+dirty") != rev ||
-			f[4] != runtime.Version() {
-			t.Fatalf("got %q, want distgate <version> %s[+dirty] <time> %s", got, rev, runtime.Version())
+		// distgate MODULE-VERSION (REVISION[+dirty], VCS-TIME) GO-VERSION
+		if len(f) != 5 || f[0] != "distgate" || strings.TrimSuffix(strings.Trim(f[2], "(,"), "+dirty") != rev ||
+			!strings.HasSuffix(f[3], ")") || f[4] != runtime.Version() {
+			t.Fatalf("got %q, want distgate <version> (%s[+dirty], <time>) %s", got, rev, runtime.Version())
 		}
 		if !strings.HasPrefix(f[1], "v") {
 			t.Errorf("module version %q: Go stamps a (pseudo-)version from VCS", f[1])

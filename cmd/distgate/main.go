@@ -173,10 +173,13 @@ func versionString() string {
 	}
 	out := "distgate " + v
 	if rev != "" {
-		out += " " + rev + modified
+		// A pseudo-version already carries the short revision; print
+		// the full one once, with the commit time.
+		out += " (" + rev + modified
 		if when != "" {
-			out += " " + when
+			out += ", " + when
 		}
+		out += ")"
 	}
 	return out + " " + bi.GoVersion
 }
