@@ -246,7 +246,7 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 			_ = c.Close()
 			_ = up.Close()
 		}
-		g.obs.Moved(in, out)
+		g.obs.Moved(ss.settle(in, out))
 		g.obs.Active(-1)
 	} else {
 		_ = up.Close() // revoked while dialling
@@ -363,6 +363,7 @@ func (g *Gate) summaries(stop <-chan struct{}, done chan<- struct{}) {
 }
 
 func (g *Gate) summary() {
+	g.reportProgress()
 	g.obs.LimiterSources(g.limiter.Len())
 	n, sources := g.sample.reset()
 	if n == 0 {
@@ -385,6 +386,7 @@ type session struct {
 	mu       sync.Mutex
 	upstream *net.TCPConn
 	why      policy.Reason // why it was stopped; Admitted while it runs
+	reported progress      // bytes already handed to the Observer
 }
 
 // stop closes both sides; the copy loop then ends. It reports false if the
