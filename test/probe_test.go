@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,14 +25,17 @@ import (
 	"github.com/distgate/distgate/wire"
 )
 
-// probeBuild builds distgate into a temporary directory and returns its path.
-// It builds with -race when the test binary was; extra go build flags come
-// last. The build cache makes the second and later builds cheap.
+// probeBuild returns the distgate binary under test; with extra go build
+// flags it builds another one into a temporary directory (with -race when
+// this test binary has it).
 func probeBuild(t *testing.T, extra ...string) string {
 	t.Helper()
+	if len(extra) == 0 {
+		return distgateBin
+	}
 	bin := filepath.Join(t.TempDir(), "distgate")
 	args := []string{"build", "-o", bin}
-	if probeRace() {
+	if raceEnabled {
 		args = append(args, "-race")
 	}
 	args = append(append(args, extra...), "./cmd/distgate")
@@ -43,20 +45,6 @@ func probeBuild(t *testing.T, extra ...string) string {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin
-}
-
-// probeRace reports whether this test binary was built with -race.
-func probeRace() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" && s.Value == "true" {
-			return true
-		}
-	}
-	return false
 }
 
 // probeLog collects a process's output; safe for concurrent use. done
