@@ -230,27 +230,28 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 		g.deny(c, s, src, policy.UpstreamUnreachable, start, &h, err)
 		return
 	}
-	var in, out int64
-	if ss.attach(up) {
-		g.obs.Decided(policy.Admitted, time.Since(start))
-		g.obs.Active(1)
-		logHandshake(withRemote(g.log.Info(), c), &h).Str("upstream", g.upstream).Msg("admitted")
-		// The message read is the first thing the node sees; nothing else
-		// was read, so nothing else is owed.
-		if n, err := up.Write(frame); err == nil {
-			in = int64(n)
-			var n2 int64
-			n2, out = pipe(c, up)
-			in += n2
-		} else {
-			_ = c.Close()
-			_ = up.Close()
-		}
-		g.obs.Moved(ss.settle(in, out))
-		g.obs.Active(-1)
-	} else {
-		_ = up.Close() // revoked while dialling
+	if !ss.attach(up) { // a reload or the drain stopped it while dialling
+		_ = up.Close()
+		g.deny(c, s, src, ss.reason(), start, &h, nil)
+		return
 	}
+	g.obs.Decided(policy.Admitted, time.Since(start))
+	g.obs.Active(1)
+	logHandshake(withRemote(g.log.Info(), c), &h).Str("upstream", g.upstream).Msg("admitted")
+	// The message read is the first thing the node sees; nothing else was
+	// read, so nothing else is owed.
+	var in, out int64
+	if n, err := up.Write(frame); err == nil {
+		in = int64(n)
+		var n2 int64
+		n2, out = pipe(c, up)
+		in += n2
+	} else {
+		_ = c.Close()
+		_ = up.Close()
+	}
+	g.obs.Moved(ss.settle(in, out))
+	g.obs.Active(-1)
 	ev := withRemote(g.log.Info(), c).Bytes("node", h.Name).Str("upstream", g.upstream).
 		Int64("bytes_in", in).Int64("bytes_out", out).Dur("dur", time.Since(start))
 	if r := ss.reason(); r != policy.Admitted {
@@ -263,14 +264,14 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 func (g *Gate) dial(s *Settings) (*net.TCPConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.dialTimeout())
 	defer cancel()
-	dial := g.Dial
-	if dial == nil {
+	var c net.Conn
+	var err error
+	if g.Dial != nil {
+		c, err = g.Dial(ctx, g.upstream)
+	} else {
 		var d net.Dialer
-		dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp", addr)
-		}
+		c, err = d.DialContext(ctx, "tcp", g.upstream)
 	}
-	c, err := dial(ctx, g.upstream)
 	if err != nil {
 		return nil, err
 	}
