@@ -189,8 +189,15 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 	defer g.wg.Done()
 	defer g.conns.Release(src)
 
+	// The buffer goes back to the pool once the message is written
+	// upstream: an idle admitted connection should not hold it. frame and
+	// h.Name alias it, so neither is used after that.
 	buf := getFrameBuf()
-	defer putFrameBuf(buf)
+	defer func() {
+		if buf != nil {
+			putFrameBuf(buf)
+		}
+	}()
 	frame, err := readFrame(c, buf, start.Add(s.handshakeTimeout()))
 	g.hs.release()
 	if err != nil {
@@ -238,10 +245,17 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 	g.obs.Decided(policy.Admitted, time.Since(start))
 	g.obs.Active(1)
 	logHandshake(withRemote(g.log.Info(), c), &h).Str("upstream", g.upstream).Msg("admitted")
+	// Keep-alive is turned on here rather than at accept, so that a denied
+	// connection costs no setsockopt calls (cmd/distgate's listener has it
+	// off).
+	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
 	// The message read is the first thing the node sees; nothing else was
 	// read, so nothing else is owed.
 	var in, out int64
-	if n, err := up.Write(frame); err == nil {
+	n, err := up.Write(frame)
+	putFrameBuf(buf)
+	buf = nil
+	if err == nil {
 		in = int64(n)
 		var n2 int64
 		n2, out = pipe(c, up)
@@ -252,7 +266,7 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 	}
 	g.obs.Moved(ss.settle(in, out))
 	g.obs.Active(-1)
-	ev := withRemote(g.log.Info(), c).Bytes("node", h.Name).Str("upstream", g.upstream).
+	ev := withRemote(g.log.Info(), c).Str("node", ss.node).Str("upstream", g.upstream).
 		Int64("bytes_in", in).Int64("bytes_out", out).Dur("dur", time.Since(start))
 	if r := ss.reason(); r != policy.Admitted {
 		ev = ev.Str("reason", r.String())

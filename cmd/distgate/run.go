@@ -44,7 +44,9 @@ func run(ctx context.Context, l *Loaded, path string, environ []string, hup <-ch
 
 	// Listen on everything first so a taken address fails the start
 	// before any gate serves.
-	var lc net.ListenConfig
+	// No keep-alive at accept: the gates turn it on for admitted
+	// connections only, so a denial costs no setsockopt calls.
+	lc := net.ListenConfig{KeepAlive: -1}
 	lns := make([]net.Listener, 0, len(l.compiled))
 	closeAll := func() {
 		for _, ln := range lns {
