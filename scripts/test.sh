@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test distgate has: formatting, vet, the race-enabled unit and
 # end-to-end suites (real OTP 25 nodes and an Elixir release on loopback), and a
-# short fuzz run of the handshake parser. Installs Erlang and Elixir from
+# short fuzz run of the wire parsers. Installs Erlang and Elixir from
 # Debian when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,5 +33,8 @@ go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
-echo "== fuzz (${FUZZTIME:=30s})"
-go test ./wire/ -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME"
+# A short fuzz of each wire parser on every run; FUZZTIME=1h for a long one.
+for target in FuzzParse FuzzParseNames; do
+  echo "== fuzz $target (${FUZZTIME:=30s})"
+  go test ./wire/ -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME"
+done
