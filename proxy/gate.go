@@ -165,7 +165,7 @@ func (g *Gate) accept(c *net.TCPConn) {
 		g.deny(c, s, src, policy.RateLimited, start, nil, nil)
 		return
 	}
-	if !g.hs.acquire() {
+	if !g.hs.acquire(src) {
 		g.conns.Release(src)
 		g.deny(c, s, src, policy.TooManyHandshakes, start, nil, nil)
 		return
@@ -199,7 +199,7 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 		}
 	}()
 	frame, err := readFrame(c, buf, start.Add(s.handshakeTimeout()))
-	g.hs.release()
+	g.hs.release(src)
 	if err != nil {
 		r := policy.BadHandshake
 		if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -1,14 +1,29 @@
 package proxy
 
-import "sync/atomic"
+import (
+	"net/netip"
+	"sync"
+
+	"github.com/distgate/distgate/policy"
+)
 
 // Handshakes caps the connections, across all gates, that are between accept
 // and decision. Slow or silent clients from allowed sources each hold one
 // until handshake_timeout; the cap keeps them from taking every file
-// descriptor. A nil *Handshakes has no cap. It is safe for concurrent use.
+// descriptor.
+//
+// A quarter of the slots is kept for sources (keys, see policy.Key) that
+// hold none: a source already in a handshake gets a slot only while fewer
+// than max minus that reserve are taken. So silent clients from a few
+// sources cannot lock an operator at another source out; that takes more
+// attacking sources than the reserve (33 for the default 128). A nil
+// *Handshakes has no cap. It is safe for concurrent use.
 type Handshakes struct {
-	max int64
-	n   atomic.Int64
+	max, reserve int
+
+	mu  sync.Mutex
+	n   int
+	per map[netip.Addr]int // only sources holding a slot: at most max entries
 }
 
 // NewHandshakes returns a cap of max handshakes in progress (<= 0: nil, no cap).
@@ -16,23 +31,39 @@ func NewHandshakes(max int) *Handshakes {
 	if max <= 0 {
 		return nil
 	}
-	return &Handshakes{max: int64(max)}
+	return &Handshakes{max: max, reserve: max / 4, per: make(map[netip.Addr]int)}
 }
 
-func (h *Handshakes) acquire() bool {
+// acquire takes a slot for a connection from src, if the cap allows.
+func (h *Handshakes) acquire(src netip.Addr) bool {
 	if h == nil {
 		return true
 	}
-	if h.n.Add(1) > h.max {
-		h.n.Add(-1)
+	k := policy.Key(src)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	held := h.per[k]
+	if h.n >= h.max || (held > 0 && h.n >= h.max-h.reserve) {
 		return false
 	}
+	h.n++
+	h.per[k] = held + 1
 	return true
 }
 
-func (h *Handshakes) release() {
-	if h != nil {
-		h.n.Add(-1)
+// release gives back a slot acquire(src) took.
+func (h *Handshakes) release(src netip.Addr) {
+	if h == nil {
+		return
+	}
+	k := policy.Key(src)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n--
+	if held := h.per[k] - 1; held > 0 {
+		h.per[k] = held
+	} else {
+		delete(h.per, k)
 	}
 }
 
@@ -41,5 +72,7 @@ func (h *Handshakes) InProgress() int {
 	if h == nil {
 		return 0
 	}
-	return int(h.n.Load())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
 }
