@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func lookPath(p string) (string, error) {
+	if strings.Contains(p, "/") {
+		if _, err := os.Stat(p); err != nil {
+			return "", err
+		}
+		return p, nil
+	}
+	path, err := exec.LookPath(p)
+	if err != nil {
+		return "", fmt.Errorf("%s not found (bench/run.sh installs it): %w", p, err)
+	}
+	return path, nil
+}
+
+// output runs a short command and returns its combined output.
+func output(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return strings.TrimSpace(string(b)), err
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.TrimSpace(s)
+}
+
+// machineInfo describes where the numbers come from.
+func machineInfo(bins map[string]string) []string {
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	kernel := "unknown"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = firstLine(string(b))
+		mem = strings.Join(strings.Fields(strings.TrimPrefix(mem, "MemTotal:")), " ")
+	}
+	dg, _ := output(bins["distgate"], "version")
+	hp, _ := output(bins["haproxy"], "-v")
+	ng, _ := output(bins["nginx"], "-v")
+	otp, _ := output(bins["erl"], "-noshell", "-eval",
+		`io:format("OTP ~s, erts ~s", [erlang:system_info(otp_release), erlang:system_info(version)]), halt().`)
+	return []string{
+		fmt.Sprintf("CPUs: %d × %s", runtime.NumCPU(), cpu),
+		"memory: " + mem,
+		"kernel: Linux " + kernel,
+		"distgate: " + firstLine(dg),
+		"HAProxy: " + firstLine(hp),
+		"nginx: " + strings.TrimPrefix(firstLine(ng), "nginx version: "),
+		"Erlang: " + firstLine(otp),
+		"Go (load generator and upstream): " + runtime.Version(),
+	}
+}
+
+// loadAvg is the first three fields of /proc/loadavg: how busy the shared
+// machine was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"math"
+	"slices"
+	"sync"
+)
+
+// results holds every measured value by metric, target and round.
+type results struct {
+	mu    sync.Mutex
+	m     map[string]map[string]map[int]float64
+	notes []string
+}
+
+func newResults() *results {
+	return &results{m: map[string]map[string]map[int]float64{}}
+}
+
+func (r *results) put(metric, target string, round int, v float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m[metric] == nil {
+		r.m[metric] = map[string]map[int]float64{}
+	}
+	if r.m[metric][target] == nil {
+		r.m[metric][target] = map[int]float64{}
+	}
+	r.m[metric][target][round] = v
+}
+
+func (r *results) note(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, s)
+}
+
+// median of a target's values over the rounds.
+func (r *results) median(metric, target string) (float64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var vs []float64
+	for _, v := range r.m[metric][target] {
+		vs = append(vs, v)
+	}
+	return median(vs)
+}
+
+// added is the median over rounds of target minus base in the same round,
+// so slow drifts of a shared machine cancel out.
+func (r *results) added(metric, target, base string) (float64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var vs []float64
+	for round, v := range r.m[metric][target] {
+		if b, ok := r.m[metric][base][round]; ok {
+			vs = append(vs, v-b)
+		}
+	}
+	return median(vs)
+}
+
+func median(vs []float64) (float64, bool) {
+	if len(vs) == 0 {
+		return math.NaN(), false
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2], true
+	}
+	return (s[n/2-1] + s[n/2]) / 2, true
+}
+
+// percentile is the nearest-rank percentile (q in 0..1) of ns values, in µs.
+func percentile(ns []int64, q float64) float64 {
+	if len(ns) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(ns)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	i = max(0, min(len(s)-1, i))
+	return float64(s[i]) / 1e3
+}
