@@ -260,8 +260,10 @@ func TestBadFirstMessages(t *testing.T) {
 			}
 			h := startGate(t, up.addr(), s)
 
-			c := dialFrom(t, "127.0.0.2", h.addr)
+			// Timed from before the dial: the gate's clock starts at accept,
+			// which cannot come before it, while the dial may return late.
 			start := time.Now()
+			c := dialFrom(t, "127.0.0.2", h.addr)
 			if len(tc.send) > 0 {
 				write(t, c, tc.send)
 			}
