@@ -99,14 +99,15 @@ func (g *Gate) Live() int {
 // every goroutine it started has finished. ln must yield *net.TCPConn. Serve
 // returns nil after a shutdown, or the accept error that stopped it.
 func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
-	stopAccept := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	a := newAcceptor(ln)
+	stopAccept := context.AfterFunc(ctx, func() { _ = a.close() })
 	defer stopAccept()
 
 	summaryDone := make(chan struct{})
 	summaryStop := make(chan struct{})
 	go g.summaries(summaryStop, summaryDone)
 
-	err := g.acceptLoop(ctx, ln)
+	err := g.acceptLoop(ctx, a)
 
 	g.drain()
 	close(summaryStop)
@@ -117,10 +118,13 @@ func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-func (g *Gate) acceptLoop(ctx context.Context, ln net.Listener) error {
+func (g *Gate) acceptLoop(ctx context.Context, a acceptor) error {
 	var backoff time.Duration
 	for {
-		c, err := ln.Accept()
+		p, err := a.accept()
+		if errors.Is(err, errNotTCP) {
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return err
@@ -136,58 +140,55 @@ func (g *Gate) acceptLoop(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			_ = c.Close()
-			continue
-		}
-		g.accept(tc)
+		g.accept(p)
 	}
 }
 
 // accept runs the checks that need no read (steps 1–4 of the design) right in
-// the accept loop, so a denied connection costs one accept and one close and
-// no goroutine. Admitted-so-far connections get a goroutine for the rest.
-func (g *Gate) accept(c *net.TCPConn) {
+// the accept loop, on the peer address accept returned, so a denied
+// connection costs one accept and one close and no goroutine. Admitted-so-far
+// connections get a goroutine for the rest.
+func (g *Gate) accept(p pending) {
 	start := time.Now()
 	s := g.settings.Load()
-	src := remoteAddr(c)
-	if !s.Rules.SourceAllowed(src) {
-		g.deny(c, s, src, policy.SourceNotAllowed, start, nil, nil)
-		return
+	src := p.peer.Addr()
+	r := policy.Admitted
+	switch {
+	case !s.Rules.SourceAllowed(src):
+		r = policy.SourceNotAllowed
+	default:
+		if r = g.conns.Acquire(src, s.MaxConns, s.MaxConnsPerSource); r != policy.Admitted {
+			break
+		}
+		if !g.limiter.Allow(src, start) {
+			r = policy.RateLimited
+		} else if !g.hs.acquire(src) {
+			r = policy.TooManyHandshakes
+		}
+		if r != policy.Admitted {
+			g.conns.Release(src)
+		}
 	}
-	if r := g.conns.Acquire(src, s.MaxConns, s.MaxConnsPerSource); r != policy.Admitted {
-		g.deny(c, s, src, r, start, nil, nil)
-		return
-	}
-	if !g.limiter.Allow(src, start) {
-		g.conns.Release(src)
-		g.deny(c, s, src, policy.RateLimited, start, nil, nil)
-		return
-	}
-	if !g.hs.acquire(src) {
-		g.conns.Release(src)
-		g.deny(c, s, src, policy.TooManyHandshakes, start, nil, nil)
+	if r != policy.Admitted {
+		p.drop(s.Reset)
+		g.denied(p.peer, r, start, nil, nil)
 		return
 	}
 	g.wg.Add(1)
-	go g.handle(c, src, s, start)
-}
-
-// remoteAddr returns the peer's address, IPv4-mapped IPv6 unmapped; the zero
-// Addr (never allowed) if it cannot be read.
-func remoteAddr(c *net.TCPConn) netip.Addr {
-	ta, ok := c.RemoteAddr().(*net.TCPAddr)
-	if !ok {
-		return netip.Addr{}
-	}
-	return ta.AddrPort().Addr().Unmap()
+	go g.handle(p, s, start)
 }
 
 // handle reads the first message, decides, dials and splices.
-func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Time) {
+func (g *Gate) handle(p pending, s *Settings, start time.Time) {
 	defer g.wg.Done()
+	src := p.peer.Addr()
 	defer g.conns.Release(src)
+	c, err := p.conn()
+	if err != nil {
+		g.hs.release(src)
+		g.log.Warn().Err(err).Msg("accept")
+		return
+	}
 
 	// The buffer goes back to the pool once the message is written
 	// upstream: an idle admitted connection should not hold it. frame and
@@ -205,12 +206,12 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			r = policy.HandshakeTimeout
 		}
-		g.deny(c, s, src, r, start, nil, err)
+		g.deny(c, s, p.peer, r, start, nil, err)
 		return
 	}
 	h, err := wire.Parse(frame)
 	if err != nil {
-		g.deny(c, s, src, policy.BadHandshake, start, nil, err)
+		g.deny(c, s, p.peer, policy.BadHandshake, start, nil, err)
 		return
 	}
 
@@ -224,7 +225,7 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 	}
 	if r != policy.Admitted {
 		g.mu.Unlock()
-		g.deny(c, s, src, r, start, &h, nil)
+		g.deny(c, s, p.peer, r, start, &h, nil)
 		return
 	}
 	ss := &session{client: c, src: src, tag: h.Tag, flags: h.Flags, node: string(h.Name), start: start}
@@ -234,17 +235,17 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 
 	up, err := g.dial(s)
 	if err != nil {
-		g.deny(c, s, src, policy.UpstreamUnreachable, start, &h, err)
+		g.deny(c, s, p.peer, policy.UpstreamUnreachable, start, &h, err)
 		return
 	}
 	if !ss.attach(up) { // a reload or the drain stopped it while dialling
 		_ = up.Close()
-		g.deny(c, s, src, ss.reason(), start, &h, nil)
+		g.deny(c, s, p.peer, ss.reason(), start, &h, nil)
 		return
 	}
 	g.obs.Decided(policy.Admitted, time.Since(start))
 	g.obs.Active(1)
-	logHandshake(withRemote(g.log.Info(), c), &h).Str("upstream", g.upstream).Msg("admitted")
+	logHandshake(withRemote(g.log.Info(), p.peer), &h).Str("upstream", g.upstream).Msg("admitted")
 	// Keep-alive is turned on here rather than at accept, so that a denied
 	// connection costs no setsockopt calls (cmd/distgate's listener has it
 	// off).
@@ -266,7 +267,7 @@ func (g *Gate) handle(c *net.TCPConn, src netip.Addr, s *Settings, start time.Ti
 	}
 	g.obs.Moved(ss.settle(in, out))
 	g.obs.Active(-1)
-	ev := withRemote(g.log.Info(), c).Str("node", ss.node).Str("upstream", g.upstream).
+	ev := withRemote(g.log.Info(), p.peer).Str("node", ss.node).Str("upstream", g.upstream).
 		Int64("bytes_in", in).Int64("bytes_out", out).Dur("dur", time.Since(start))
 	if r := ss.reason(); r != policy.Admitted {
 		ev = ev.Str("reason", r.String())
@@ -306,17 +307,23 @@ func (g *Gate) forget(ss *session) {
 // deny closes c without writing a byte, counts the decision and logs it
 // subject to per-source sampling. h is nil when nothing was decoded; err, if
 // any, says what went wrong reading or dialling.
-func (g *Gate) deny(c *net.TCPConn, s *Settings, src netip.Addr, r policy.Reason, start time.Time, h *wire.Handshake, err error) {
+func (g *Gate) deny(c *net.TCPConn, s *Settings, peer netip.AddrPort, r policy.Reason, start time.Time, h *wire.Handshake, err error) {
 	g.closeDenied(c, s)
+	g.denied(peer, r, start, h, err)
+}
+
+// denied counts a denial and logs it, subject to per-source sampling, which
+// is decided before anything is formatted.
+func (g *Gate) denied(peer netip.AddrPort, r policy.Reason, start time.Time, h *wire.Handshake, err error) {
 	g.obs.Decided(r, time.Since(start))
-	if !g.sample.allow(src) {
+	if !g.sample.allow(peer.Addr()) {
 		return
 	}
 	ev := g.log.Info()
 	if ev == nil {
 		return
 	}
-	ev = withRemote(ev, c).Str("reason", r.String())
+	ev = withRemote(ev, peer).Str("reason", r.String())
 	if h != nil {
 		ev = logHandshake(ev, h)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -42,13 +43,9 @@ func readFrame(c *net.TCPConn, buf *[wire.MaxFrame]byte, deadline time.Time) ([]
 }
 
 // withRemote adds the peer's address:port without allocating a string.
-func withRemote(ev *zerolog.Event, c *net.TCPConn) *zerolog.Event {
+func withRemote(ev *zerolog.Event, peer netip.AddrPort) *zerolog.Event {
 	var a [64]byte
-	b := a[:0]
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		b = ta.AddrPort().AppendTo(b)
-	}
-	return ev.Bytes("remote", b)
+	return ev.Bytes("remote", peer.AppendTo(a[:0]))
 }
 
 // logHandshake adds what the first message said. Names reaching here passed

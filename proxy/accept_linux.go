@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawAcceptor accepts with accept4(2) on the listening socket itself. The net
+// package's Accept registers every new socket with the poller and reads its
+// local address before returning it: six system calls and a handful of
+// allocations that a connection from a source that is not allowed never
+// needs. Here a denial is accept4 and close, nothing more; a connection that
+// passes the accept-time checks is handed to the net package then.
+type rawAcceptor struct {
+	f  *os.File // a non-blocking duplicate of the listening socket
+	rc syscall.RawConn
+}
+
+// newAcceptor uses accept4 for a TCP listener and the net package otherwise.
+// It takes over ln: the returned acceptor's close also closes it.
+func newAcceptor(ln net.Listener) acceptor {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return stdAcceptor{ln}
+	}
+	a, err := newRawAcceptor(tl)
+	if err != nil {
+		return stdAcceptor{ln}
+	}
+	// The duplicate holds the socket open; the net package's copy would
+	// only get readiness events nobody waits for.
+	_ = tl.Close()
+	return a
+}
+
+func newRawAcceptor(tl *net.TCPListener) (*rawAcceptor, error) {
+	src, err := tl.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var derr error
+	if err := src.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, derr
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		_ = unix.Close(nfd)
+		return nil, err
+	}
+	// A non-blocking descriptor makes os.NewFile register it with the
+	// runtime poller, so RawConn.Read parks instead of blocking a thread.
+	f := os.NewFile(uintptr(nfd), "listener")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return &rawAcceptor{f: f, rc: rc}, nil
+}
+
+func (a *rawAcceptor) accept() (pending, error) {
+	var (
+		nfd  = -1
+		sa   unix.Sockaddr
+		aerr error
+	)
+	err := a.rc.Read(func(fd uintptr) bool {
+		for {
+			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			switch aerr {
+			case unix.EINTR, unix.ECONNABORTED:
+				continue // nothing to report: take the next one
+			case unix.EAGAIN:
+				return false // wait until the listener is readable
+			}
+			return true
+		}
+	})
+	if err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return pending{fd: -1}, net.ErrClosed
+		}
+		return pending{fd: -1}, err
+	}
+	if aerr != nil {
+		return pending{fd: -1}, os.NewSyscallError("accept4", aerr)
+	}
+	var peer netip.AddrPort
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		peer = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		peer = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return pending{fd: nfd, peer: peer}, nil
+}
+
+func (a *rawAcceptor) close() error { return a.f.Close() }
+
+// closeSocket closes a bare socket, with RST if reset.
+func closeSocket(fd int, reset bool) {
+	if reset {
+		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	_ = unix.Close(fd)
+}
+
+// socketConn turns a bare accepted socket into a *net.TCPConn (registered
+// with the poller, TCP_NODELAY on, as net's Accept would give).
+func socketConn(fd int) (*net.TCPConn, error) {
+	f := os.NewFile(uintptr(fd), "conn")
+	c, err := net.FileConn(f) // duplicates the descriptor
+	_ = f.Close()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		_ = c.Close()
+		return nil, fmt.Errorf("accepted socket is a %T", c)
+	}
+	return tc, nil
+}
