@@ -203,6 +203,12 @@ func (h *harness) targetChecks() [][3]string {
 		dg, hp := med("flood_rate", "distgate"), med("flood_rate", "haproxy")
 		out = append(out, [3]string{"rejects per second ≥ HAProxy's",
 			fmt.Sprintf("%.0f/s vs %.0f/s (%.2f×)", dg, hp, dg/hp), verdict(dg >= hp)})
+		// HAProxy's "tcp-request connection reject" answers with RST; the
+		// like-for-like distgate is on_deny = "reset" (its own rounds).
+		if rr, ok := h.res.median("x_flood_rate", "distgate (on_deny reset)"); ok {
+			out = append(out, [3]string{"rejects per second ≥ HAProxy's, like for like (both RST; distgate `on_deny = \"reset\"`, from the variant rounds)",
+				fmt.Sprintf("%.0f/s vs %.0f/s (%.2f×)", rr, hp, rr/hp), verdict(rr >= hp)})
+		}
 		dp, hq, nq := med("flood_p99", "distgate"), med("flood_p99", "haproxy"), med("flood_p99", "nginx")
 		out = append(out, [3]string{"allowed client's p99 during the flood ≤ the better of HAProxy and nginx",
 			fmt.Sprintf("distgate %.1f µs, HAProxy %.1f µs, nginx %.1f µs", dp, hq, nq), verdict(dp <= math.Min(hq, nq))})
