@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 )
 
 // acceptor yields the connections a gate accepts. The checks that need no
@@ -20,6 +21,7 @@ type acceptor interface {
 type pending struct {
 	c    *net.TCPConn // nil for a bare socket
 	fd   int          // the bare socket; -1 when c is set
+	f    *os.File     // the bare socket as a file, once conn has been tried
 	peer netip.AddrPort
 }
 
@@ -56,22 +58,46 @@ func remoteAddrPort(c *net.TCPConn) netip.AddrPort {
 }
 
 // drop closes a connection that was denied at accept, with RST if reset.
-func (p pending) drop(reset bool) {
-	if p.c != nil {
+func (p *pending) drop(reset bool) {
+	switch {
+	case p.c != nil:
 		if reset {
 			_ = p.c.SetLinger(0)
 		}
 		_ = p.c.Close()
-		return
+	case p.f != nil:
+		if reset {
+			lingerZero(p.fd)
+		}
+		_ = p.f.Close()
+	default:
+		if reset {
+			lingerZero(p.fd)
+		}
+		closeSocket(p.fd)
 	}
-	closeSocket(p.fd, reset)
 }
 
 // conn returns the connection as a *net.TCPConn, building it from the bare
-// socket if need be. On error the socket is closed.
-func (p pending) conn() (*net.TCPConn, error) {
+// socket if need be. On error nothing is closed: with EMFILE the caller may
+// back off and try again, as it would for an accept that failed.
+func (p *pending) conn() (*net.TCPConn, error) {
 	if p.c != nil {
 		return p.c, nil
 	}
-	return socketConn(p.fd)
+	if p.f == nil {
+		p.f = os.NewFile(uintptr(p.fd), "conn")
+	}
+	c, err := net.FileConn(p.f) // duplicates the descriptor
+	if err != nil {
+		return nil, err
+	}
+	_ = p.f.Close()
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		_ = c.Close()
+		return nil, errNotTCP
+	}
+	p.c, p.f = tc, nil
+	return tc, nil
 }

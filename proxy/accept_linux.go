@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -108,27 +107,10 @@ func (a *rawAcceptor) accept() (pending, error) {
 
 func (a *rawAcceptor) close() error { return a.f.Close() }
 
-// closeSocket closes a bare socket, with RST if reset.
-func closeSocket(fd int, reset bool) {
-	if reset {
-		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	}
-	_ = unix.Close(fd)
+// lingerZero makes the next close of fd send RST.
+func lingerZero(fd int) {
+	_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 }
 
-// socketConn turns a bare accepted socket into a *net.TCPConn (registered
-// with the poller, TCP_NODELAY on, as net's Accept would give).
-func socketConn(fd int) (*net.TCPConn, error) {
-	f := os.NewFile(uintptr(fd), "conn")
-	c, err := net.FileConn(f) // duplicates the descriptor
-	_ = f.Close()
-	if err != nil {
-		return nil, err
-	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		_ = c.Close()
-		return nil, fmt.Errorf("accepted socket is a %T", c)
-	}
-	return tc, nil
-}
+// closeSocket closes a bare socket.
+func closeSocket(fd int) { _ = unix.Close(fd) }

@@ -10,6 +10,6 @@ import (
 func newAcceptor(ln net.Listener) acceptor { return stdAcceptor{ln} }
 
 // Bare sockets exist only on Linux; these are never reached elsewhere.
-func closeSocket(fd int, _ bool) { _ = syscall.Close(fd) }
+func lingerZero(int) {}
 
-func socketConn(int) (*net.TCPConn, error) { return nil, errNotTCP }
+func closeSocket(fd int) { _ = syscall.Close(fd) }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -120,6 +121,16 @@ func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 
 func (g *Gate) acceptLoop(ctx context.Context, a acceptor) error {
 	var backoff time.Duration
+	// EMFILE, ENFILE, ECONNABORTED and the like: back off instead of
+	// spinning, as net/http does, and keep serving once it passes.
+	wait := func(err error) {
+		backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+		g.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept")
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+	}
 	for {
 		p, err := a.accept()
 		if errors.Is(err, errNotTCP) {
@@ -129,26 +140,44 @@ func (g *Gate) acceptLoop(ctx context.Context, a acceptor) error {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return err
 			}
-			// EMFILE, ENFILE, ECONNABORTED and the like: back off instead of
-			// spinning, as net/http does, and keep serving once it passes.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			g.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept")
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
+			wait(err)
+			continue
+		}
+		s, start, ok := g.accept(&p)
+		if !ok {
+			backoff = 0
+			continue
+		}
+		// A bare socket becomes a *net.TCPConn here, which takes one more
+		// descriptor: when there is none, hold the connection (it is no
+		// worse off than in the listen backlog) and back off.
+		for {
+			_, err = p.conn()
+			if err == nil || ctx.Err() != nil || !(errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
+				break
 			}
+			wait(err)
+		}
+		if err != nil {
+			g.hs.release(p.peer.Addr())
+			g.conns.Release(p.peer.Addr())
+			p.drop(true)
+			g.log.Warn().Err(err).Msg("accept")
 			continue
 		}
 		backoff = 0
-		g.accept(p)
+		g.wg.Add(1)
+		go g.handle(p.c, p.peer, s, start)
 	}
 }
 
 // accept runs the checks that need no read (steps 1–4 of the design) right in
 // the accept loop, on the peer address accept returned, so a denied
-// connection costs one accept and one close and no goroutine. Admitted-so-far
-// connections get a goroutine for the rest.
-func (g *Gate) accept(p pending) {
+// connection costs one accept and one close and no goroutine. It reports
+// whether the connection goes on to the handshake read, with the settings
+// and the time it was decided under; it then holds a concurrency count and a
+// handshake slot.
+func (g *Gate) accept(p *pending) (*Settings, time.Time, bool) {
 	start := time.Now()
 	s := g.settings.Load()
 	src := p.peer.Addr()
@@ -172,23 +201,16 @@ func (g *Gate) accept(p pending) {
 	if r != policy.Admitted {
 		p.drop(s.Reset)
 		g.denied(p.peer, r, start, nil, nil)
-		return
+		return nil, start, false
 	}
-	g.wg.Add(1)
-	go g.handle(p, s, start)
+	return s, start, true
 }
 
 // handle reads the first message, decides, dials and splices.
-func (g *Gate) handle(p pending, s *Settings, start time.Time) {
+func (g *Gate) handle(c *net.TCPConn, peer netip.AddrPort, s *Settings, start time.Time) {
 	defer g.wg.Done()
-	src := p.peer.Addr()
+	src := peer.Addr()
 	defer g.conns.Release(src)
-	c, err := p.conn()
-	if err != nil {
-		g.hs.release(src)
-		g.log.Warn().Err(err).Msg("accept")
-		return
-	}
 
 	// The buffer goes back to the pool once the message is written
 	// upstream: an idle admitted connection should not hold it. frame and
@@ -206,12 +228,12 @@ func (g *Gate) handle(p pending, s *Settings, start time.Time) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			r = policy.HandshakeTimeout
 		}
-		g.deny(c, s, p.peer, r, start, nil, err)
+		g.deny(c, s, peer, r, start, nil, err)
 		return
 	}
 	h, err := wire.Parse(frame)
 	if err != nil {
-		g.deny(c, s, p.peer, policy.BadHandshake, start, nil, err)
+		g.deny(c, s, peer, policy.BadHandshake, start, nil, err)
 		return
 	}
 
@@ -225,7 +247,7 @@ func (g *Gate) handle(p pending, s *Settings, start time.Time) {
 	}
 	if r != policy.Admitted {
 		g.mu.Unlock()
-		g.deny(c, s, p.peer, r, start, &h, nil)
+		g.deny(c, s, peer, r, start, &h, nil)
 		return
 	}
 	ss := &session{client: c, src: src, tag: h.Tag, flags: h.Flags, node: string(h.Name), start: start}
@@ -235,17 +257,17 @@ func (g *Gate) handle(p pending, s *Settings, start time.Time) {
 
 	up, err := g.dial(s)
 	if err != nil {
-		g.deny(c, s, p.peer, policy.UpstreamUnreachable, start, &h, err)
+		g.deny(c, s, peer, policy.UpstreamUnreachable, start, &h, err)
 		return
 	}
 	if !ss.attach(up) { // a reload or the drain stopped it while dialling
 		_ = up.Close()
-		g.deny(c, s, p.peer, ss.reason(), start, &h, nil)
+		g.deny(c, s, peer, ss.reason(), start, &h, nil)
 		return
 	}
 	g.obs.Decided(policy.Admitted, time.Since(start))
 	g.obs.Active(1)
-	logHandshake(withRemote(g.log.Info(), p.peer), &h).Str("upstream", g.upstream).Msg("admitted")
+	logHandshake(withRemote(g.log.Info(), peer), &h).Str("upstream", g.upstream).Msg("admitted")
 	// Keep-alive is turned on here rather than at accept, so that a denied
 	// connection costs no setsockopt calls (cmd/distgate's listener has it
 	// off).
@@ -267,7 +289,7 @@ func (g *Gate) handle(p pending, s *Settings, start time.Time) {
 	}
 	g.obs.Moved(ss.settle(in, out))
 	g.obs.Active(-1)
-	ev := withRemote(g.log.Info(), p.peer).Str("node", ss.node).Str("upstream", g.upstream).
+	ev := withRemote(g.log.Info(), peer).Str("node", ss.node).Str("upstream", g.upstream).
 		Int64("bytes_in", in).Int64("bytes_out", out).Dur("dur", time.Since(start))
 	if r := ss.reason(); r != policy.Admitted {
 		ev = ev.Str("reason", r.String())
