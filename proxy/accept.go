@@ -83,6 +83,10 @@ func (p *pending) drop(reset bool) {
 // back off and try again, as it would for an accept that failed.
 func (p *pending) conn() (*net.TCPConn, error) {
 	if p.c != nil {
+		// Keep-alive is turned on only now, for connections that passed
+		// the accept checks, so a denial costs no setsockopt calls (the
+		// listener has it off). net.FileConn below turns it on itself.
+		_ = p.c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
 		return p.c, nil
 	}
 	if p.f == nil {

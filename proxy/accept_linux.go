@@ -69,18 +69,24 @@ func newRawAcceptor(tl *net.TCPListener) (*rawAcceptor, error) {
 }
 
 func (a *rawAcceptor) accept() (pending, error) {
+	// syscall's Accept4, not x/sys/unix's: the latter asks every IPv4
+	// socket for SO_PROTOCOL (to spot L2TP), one more system call per
+	// connection for nothing.
 	var (
 		nfd  = -1
-		sa   unix.Sockaddr
+		sa   syscall.Sockaddr
 		aerr error
 	)
 	err := a.rc.Read(func(fd uintptr) bool {
 		for {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			// Blocking on purpose: os.NewFile then leaves the socket out
+			// of the poller, and net.FileConn registers its own duplicate
+			// (setting O_NONBLOCK on the shared file description).
+			nfd, sa, aerr = syscall.Accept4(int(fd), syscall.SOCK_CLOEXEC)
 			switch aerr {
-			case unix.EINTR, unix.ECONNABORTED:
+			case syscall.EINTR, syscall.ECONNABORTED:
 				continue // nothing to report: take the next one
-			case unix.EAGAIN:
+			case syscall.EAGAIN:
 				return false // wait until the listener is readable
 			}
 			return true
@@ -97,9 +103,9 @@ func (a *rawAcceptor) accept() (pending, error) {
 	}
 	var peer netip.AddrPort
 	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
+	case *syscall.SockaddrInet4:
 		peer = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
+	case *syscall.SockaddrInet6:
 		peer = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
 	}
 	return pending{fd: nfd, peer: peer}, nil

@@ -268,10 +268,6 @@ func (g *Gate) handle(c *net.TCPConn, peer netip.AddrPort, s *Settings, start ti
 	g.obs.Decided(policy.Admitted, time.Since(start))
 	g.obs.Active(1)
 	logHandshake(withRemote(g.log.Info(), peer), &h).Str("upstream", g.upstream).Msg("admitted")
-	// Keep-alive is turned on here rather than at accept, so that a denied
-	// connection costs no setsockopt calls (cmd/distgate's listener has it
-	// off).
-	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
 	// The message read is the first thing the node sees; nothing else was
 	// read, so nothing else is owed.
 	var in, out int64
@@ -306,7 +302,9 @@ func (g *Gate) dial(s *Settings) (*net.TCPConn, error) {
 	if g.Dial != nil {
 		c, err = g.Dial(ctx, g.upstream)
 	} else {
-		var d net.Dialer
+		// No keep-alive on the node's leg: it is loopback (check warns
+		// otherwise), and the distribution's own ticks find a dead node.
+		d := net.Dialer{KeepAlive: -1}
 		c, err = d.DialContext(ctx, "tcp", g.upstream)
 	}
 	if err != nil {
