@@ -13,16 +13,4 @@
 # instance an older version, to compare); otherwise this builds the tree's.
 # Everything runs on loopback; every process started is stopped by its PID.
 # See docs/SECURITY.md for the figures measured on the reference machine.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH"
-
-build=$(mktemp -d)
-trap 'rm -rf "$build"' EXIT
-go build -o "$build/stress" ./stress
-bin=${DISTGATE:-}
-if [ -z "$bin" ]; then
-  go build -o "$build/distgate" ./cmd/distgate
-  bin="$build/distgate"
-fi
-"$build/stress" flood -distgate "$bin" "$@"
+exec "$(dirname "$0")/run.sh" flood "$@"
