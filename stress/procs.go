@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,55 +11,22 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/distgate/distgate/stress/attack"
 )
-
-// lines collects a process's output as lines; waiters are woken on every
-// write. It is safe for concurrent use.
-type lines struct {
-	mu      sync.Mutex
-	partial []byte
-	all     []string
-	changed chan struct{}
-}
-
-func newLines() *lines { return &lines{changed: make(chan struct{})} }
-
-func (b *lines) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.partial = append(b.partial, p...)
-	for {
-		i := bytes.IndexByte(b.partial, '\n')
-		if i < 0 {
-			break
-		}
-		b.all = append(b.all, string(b.partial[:i]))
-		b.partial = b.partial[i+1:]
-	}
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (b *lines) snapshot() ([]string, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.all[:len(b.all):len(b.all)], b.changed
-}
 
 // proc is a process this program started; it is stopped by its PID only.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lines
+	out  *attack.Lines
 	done chan struct{}
 }
 
 func startProc(name, dir string, env []string, args ...string) (*proc, error) {
-	p := &proc{name: name, out: newLines(), done: make(chan struct{})}
+	p := &proc{name: name, out: attack.NewLines(), done: make(chan struct{})}
 	p.cmd = exec.Command(args[0], args[1:]...)
 	p.cmd.Dir = dir
 	p.cmd.Env = env
@@ -95,14 +61,14 @@ func (p *proc) waitFor(what string, timeout time.Duration, check func([]string) 
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		ls, changed := p.out.snapshot()
+		ls, changed := p.out.Snapshot()
 		if v, ok := check(ls); ok {
 			return v, nil
 		}
 		select {
 		case <-changed:
 		case <-p.done:
-			ls, _ := p.out.snapshot()
+			ls, _ := p.out.Snapshot()
 			if v, ok := check(ls); ok {
 				return v, nil
 			}

@@ -137,7 +137,7 @@ func runFlood(e env, conns, workers int, sessions bool) (result, error) {
 	}
 	if end, err := w.node.waitLine("nodeup 'flush@127.0.0.1'", mark, 30*time.Second); err != nil {
 		r.failf("%v", err)
-	} else if ls, _ := w.node.out.snapshot(); end-1 > mark {
+	} else if ls, _ := w.node.out.Snapshot(); end-1 > mark {
 		if foreign := notOperator(ls[mark : end-1]); len(foreign) > 0 || !sessions {
 			r.failf("the node printed something during the flood; a connection reached it:\n%s", strings.Join(ls[mark:end-1], "\n"))
 		}
@@ -169,7 +169,7 @@ func runFlood(e env, conns, workers int, sessions bool) (result, error) {
 	}
 
 	w.gate.stop(syscall.SIGTERM, 10*time.Second)
-	raw, _ := w.gate.out.snapshot()
+	raw, _ := w.gate.out.Snapshot()
 	logs, bad := parseLog(raw)
 	denied, suppressed, sums := 0, 0, 0
 	for _, l := range logs {

@@ -25,7 +25,7 @@ import (
 // another user, ...). The config file is written in dir.
 func startGateCmd(t *testing.T, config, dir string, adjust func(*exec.Cmd)) *gate {
 	t.Helper()
-	g := &gate{t: t, path: filepath.Join(dir, "distgate.toml"), logs: newTextBuf(), done: make(chan struct{})}
+	g := &gate{t: t, path: filepath.Join(dir, "distgate.toml"), logs: attack.NewLines(), done: make(chan struct{})}
 	writeFile(t, g.path, config)
 	g.cmd = exec.Command(distgateBin, "run", "-config", g.path)
 	g.cmd.Env = cleanEnv()
@@ -89,7 +89,7 @@ func (g *gate) waitSockets(want int) int {
 // allJSON fails the test unless every line distgate wrote is one JSON object.
 func (g *gate) allJSON() {
 	g.t.Helper()
-	lines, _ := g.logs.snapshot()
+	lines, _ := g.logs.Snapshot()
 	for i, l := range lines {
 		var v map[string]any
 		if err := json.Unmarshal([]byte(l), &v); err != nil {
@@ -285,10 +285,10 @@ func erl6(name string, port int, client bool) []string {
 
 // startNode6 starts app@::1 listening on [::1]:port and returns once it is
 // up; cleanup stops it.
-func startNode6(t *testing.T, port int) *textBuf {
+func startNode6(t *testing.T, port int) *attack.Lines {
 	t.Helper()
 	dir := t.TempDir()
-	out := newTextBuf()
+	out := attack.NewLines()
 	done := make(chan struct{})
 	cmd := exec.Command(erlBin, append(erl6("app@::1", port, false), "-noinput", "-eval", nodeEval)...)
 	cmd.Dir, cmd.Env = dir, erlEnv(dir)

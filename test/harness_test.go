@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/distgate/distgate/stress/attack"
 )
 
 const (
@@ -77,61 +78,15 @@ func freePort(t *testing.T) int {
 
 // ---- captured output ----
 
-// textBuf collects a process's output as lines. It is safe for concurrent
-// use; waiters are woken on every write.
-type textBuf struct {
-	mu      sync.Mutex
-	partial []byte
-	lines   []string
-	changed chan struct{}
-}
-
-func newTextBuf() *textBuf { return &textBuf{changed: make(chan struct{})} }
-
-func (b *textBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.partial = append(b.partial, p...)
-	for {
-		i := bytes.IndexByte(b.partial, '\n')
-		if i < 0 {
-			break
-		}
-		b.lines = append(b.lines, string(b.partial[:i]))
-		b.partial = b.partial[i+1:]
-	}
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return len(p), nil
-}
-
-// snapshot returns the complete lines so far and a channel closed at the
-// next write.
-func (b *textBuf) snapshot() ([]string, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.lines[:len(b.lines):len(b.lines)], b.changed
-}
-
-func (b *textBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := strings.Join(b.lines, "\n")
-	if len(b.partial) > 0 {
-		s += "\n" + string(b.partial)
-	}
-	return s
-}
-
 // waitLines polls b until check accepts its lines, the process behind it
 // ends (done closes) or waitTimeout passes; the last two fail the test.
-func waitLines[T any](t *testing.T, b *textBuf, done <-chan struct{}, what string, check func([]string) (T, bool)) T {
+func waitLines[T any](t *testing.T, b *attack.Lines, done <-chan struct{}, what string, check func([]string) (T, bool)) T {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
 	exited := false
 	for {
-		lines, changed := b.snapshot()
+		lines, changed := b.Snapshot()
 		if v, ok := check(lines); ok {
 			return v
 		}
@@ -211,7 +166,7 @@ type gate struct {
 	t       *testing.T
 	path    string // its config file, rewritten by reconfigure
 	cmd     *exec.Cmd
-	logs    *textBuf
+	logs    *attack.Lines
 	done    chan struct{}
 	waitErr error
 }
@@ -249,7 +204,7 @@ func allow(sources []string, names ...string) string {
 // SIGTERM.
 func startGate(t *testing.T, config string) *gate {
 	t.Helper()
-	g := &gate{t: t, path: filepath.Join(t.TempDir(), "distgate.toml"), logs: newTextBuf(), done: make(chan struct{})}
+	g := &gate{t: t, path: filepath.Join(t.TempDir(), "distgate.toml"), logs: attack.NewLines(), done: make(chan struct{})}
 	writeFile(t, g.path, config)
 	g.cmd = exec.Command(distgateBin, "run", "-config", g.path)
 	g.cmd.Env = cleanEnv()
@@ -270,7 +225,7 @@ func startGate(t *testing.T, config string) *gate {
 }
 
 // lines returns the JSON lines logged so far (anything else is skipped).
-func (g *gate) lines() []logLine { l, _ := g.logs.snapshot(); return parseLog(l) }
+func (g *gate) lines() []logLine { l, _ := g.logs.Snapshot(); return parseLog(l) }
 
 func parseLog(raw []string) []logLine {
 	out := make([]logLine, 0, len(raw))
@@ -402,7 +357,7 @@ type node struct {
 	t    *testing.T
 	port int
 	cmd  *exec.Cmd
-	out  *textBuf
+	out  *attack.Lines
 	done chan struct{}
 	mark int // output lines before this are not looked at by quietUntil
 }
@@ -413,7 +368,7 @@ type node struct {
 func startNode(t *testing.T, port int) *node {
 	t.Helper()
 	dir := t.TempDir()
-	n := &node{t: t, port: port, out: newTextBuf(), done: make(chan struct{})}
+	n := &node{t: t, port: port, out: attack.NewLines(), done: make(chan struct{})}
 	args := append([]string{"-name", nodeName, "-setcookie", cookie,
 		"-start_epmd", "false", "-erl_epmd_port", strconv.Itoa(port),
 		"-kernel", "inet_dist_use_interface", "{127,0,0,2}",
@@ -445,7 +400,7 @@ func startNode(t *testing.T, port int) *node {
 	return n
 }
 
-func (n *node) lines() []string { l, _ := n.out.snapshot(); return l }
+func (n *node) lines() []string { l, _ := n.out.Snapshot(); return l }
 
 // quietUntil waits for the output line marker (after the mark) and fails the
 // test if anything came before it: a connection that reached the node would
@@ -593,7 +548,7 @@ type shell struct {
 	c     client
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	out   *textBuf
+	out   *attack.Lines
 	done  chan struct{}
 }
 
@@ -601,7 +556,7 @@ type shell struct {
 func startShell(t *testing.T, c client) *shell {
 	t.Helper()
 	dir := t.TempDir()
-	s := &shell{t: t, c: c, out: newTextBuf(), done: make(chan struct{})}
+	s := &shell{t: t, c: c, out: attack.NewLines(), done: make(chan struct{})}
 	s.cmd = exec.Command(erlBin, append(c.args(), "-eval", shellEval)...)
 	s.cmd.Dir = dir
 	s.cmd.Env = erlEnv(dir)
@@ -653,7 +608,7 @@ func (s *shell) do(cmd string) string {
 	})
 }
 
-func (s *shell) lines() []string { l, _ := s.out.snapshot(); return l }
+func (s *shell) lines() []string { l, _ := s.out.Snapshot(); return l }
 
 // ---- raw TCP ----
 

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/distgate/distgate/stress/attack"
 )
 
 // The release under test is a bare `mix new demo` app with the templates in
@@ -106,7 +108,7 @@ func TestElixirRelease(t *testing.T) {
 		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"))
 
 	// The release's scripts exec down to the BEAM, so this PID is the node.
-	nodeOut := newTextBuf()
+	nodeOut := attack.NewLines()
 	start := exec.Command(bin, "start")
 	start.Dir, start.Env = dir, env
 	start.Stdout, start.Stderr = nodeOut, nodeOut
@@ -161,7 +163,7 @@ func TestElixirRelease(t *testing.T) {
 	// and ignores --remsh. script(1) gives it a pty.
 	remote := exec.Command("script", "-qfec", "'"+bin+"' remote", "/dev/null")
 	remote.Dir, remote.Env = dir, append(env, "TERM=xterm") // with TERM=dumb, IEx falls back to the limited shell too
-	remoteOut := newTextBuf()
+	remoteOut := attack.NewLines()
 	remote.Stdout, remote.Stderr = remoteOut, remoteOut
 	stdin, err := remote.StdinPipe()
 	if err != nil {
