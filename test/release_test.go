@@ -149,7 +149,11 @@ func TestElixirRelease(t *testing.T) {
 	}
 
 	// The gate a release would use: its own rpc and remote helpers.
-	g := startGate(t, gateTOML(p, "", allow([]string{"127.0.0.1/32"}, "rpc-*-"+relName+"@*", "rem-*-"+relName+"@*")))
+	// On loopback the release node's own outgoing connections (it reaches
+	// back for a remote shell's helper node as it goes) come from 127.0.0.1
+	// to 127.0.0.1:P too, so they meet this gate and are denied; they must
+	// not use up the source's token bucket before `stop`'s rpc.
+	g := startGate(t, gateTOML(p, "rate = 100.0\nburst = 100\n", allow([]string{"127.0.0.1/32"}, "rpc-*-"+relName+"@*", "rem-*-"+relName+"@*")))
 	out, err := relCmd("rpc", "IO.puts(node())")
 	if err != nil || strings.TrimSpace(out) != relName+"@127.0.0.1" {
 		t.Errorf("bin/%s rpc: %v, output %q; want %s@127.0.0.1", relName, err, out, relName)
