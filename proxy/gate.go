@@ -39,7 +39,8 @@ type Gate struct {
 	conns    policy.Conns
 	sample   sampler
 
-	mu      sync.Mutex // guards live and stopped, and serializes decisions against Update
+	ready   chan struct{} // closed once Serve accepts
+	mu      sync.Mutex    // guards live and stopped, and serializes decisions against Update
 	live    map[*session]struct{}
 	stopped bool // the drain timeout has passed: admit no more
 	wg      sync.WaitGroup
@@ -60,6 +61,7 @@ func NewGate(name, upstream string, s *Settings, log zerolog.Logger, obs Observe
 		hs:       hs,
 		limiter:  policy.NewLimiter(s.Rate, s.Burst, 0),
 		live:     make(map[*session]struct{}),
+		ready:    make(chan struct{}),
 	}
 	g.settings.Store(s)
 	return g
@@ -88,6 +90,10 @@ func (g *Gate) Update(s *Settings) int {
 	return n
 }
 
+// Ready is closed once Serve has taken over its listener and accepts. Serve
+// is called at most once per Gate.
+func (g *Gate) Ready() <-chan struct{} { return g.ready }
+
 // Live returns the number of admitted connections currently spliced.
 func (g *Gate) Live() int {
 	g.mu.Lock()
@@ -103,6 +109,7 @@ func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 	a := newAcceptor(ln)
 	stopAccept := context.AfterFunc(ctx, func() { _ = a.close() })
 	defer stopAccept()
+	close(g.ready)
 
 	summaryDone := make(chan struct{})
 	summaryStop := make(chan struct{})

@@ -90,6 +90,11 @@ func run(ctx context.Context, l *Loaded, path string, environ []string, hup <-ch
 				errc <- fmt.Errorf("gate %q: %w", g.Name(), err)
 			}
 		}()
+	}
+	// "listening" (and /healthz) once each gate has taken over its
+	// listener, so nothing about the socket changes after it is said.
+	for i, g := range gates {
+		<-g.Ready()
 		log.Info().Str("gate", g.Name()).Str("listen", lns[i].Addr().String()).
 			Str("upstream", g.Upstream()).Msg("listening")
 	}
