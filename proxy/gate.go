@@ -102,9 +102,11 @@ func (g *Gate) Live() int {
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln, lets live
-// connections run for the settings' DrainTimeout, closes what remains, and returns once
-// every goroutine it started has finished. ln must yield *net.TCPConn. Serve
-// returns nil after a shutdown, or the accept error that stopped it.
+// connections run for the settings' DrainTimeout, closes what remains, and
+// returns once every goroutine it started has finished. ln must yield
+// *net.TCPConn; on Linux a *net.TCPListener is taken over and accepted from
+// with accept4 (see accept_linux.go). Serve returns nil after a shutdown, or
+// the accept error that stopped it. It is called at most once per Gate.
 func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 	a := newAcceptor(ln)
 	stopAccept := context.AfterFunc(ctx, func() { _ = a.close() })
