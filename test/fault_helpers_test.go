@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,34 +18,6 @@ import (
 
 // Helpers for the attack and fault tests (fault_test.go). They build on the
 // harness in harness_test.go.
-
-// startGateCmd is startGate with a say in how distgate is started: adjust
-// gets the command before it starts (to wrap it in prlimit, run it as
-// another user, ...). The config file is written in dir.
-func startGateCmd(t *testing.T, config, dir string, adjust func(*exec.Cmd)) *gate {
-	t.Helper()
-	g := &gate{t: t, path: filepath.Join(dir, "distgate.toml"), logs: attack.NewLines(), done: make(chan struct{})}
-	writeFile(t, g.path, config)
-	g.cmd = exec.Command(distgateBin, "run", "-config", g.path)
-	g.cmd.Env = cleanEnv()
-	g.cmd.Stderr = g.logs
-	g.cmd.Stdout = g.logs
-	if adjust != nil {
-		adjust(g.cmd)
-	}
-	if err := g.cmd.Start(); err != nil {
-		t.Fatalf("start distgate (%s): %v", strings.Join(g.cmd.Args, " "), err)
-	}
-	go func() { g.waitErr = g.cmd.Wait(); close(g.done) }()
-	t.Cleanup(func() {
-		g.stop()
-		if t.Failed() {
-			t.Logf("distgate log:\n%s", g.logs)
-		}
-	})
-	g.waitN(strings.Count(config, "[[gate]]"), msg("listening"))
-	return g
-}
 
 func (g *gate) pid() int { return g.cmd.Process.Pid }
 
@@ -258,16 +229,7 @@ func (u *connUpstream) next(t *testing.T) *net.TCPConn {
 // freePort6 is freePort for a port also free on [::1].
 func freePort6(t *testing.T) int {
 	t.Helper()
-	for range 20 {
-		p := freePort(t)
-		ln, err := net.Listen("tcp", addr("::1", p))
-		if err == nil {
-			_ = ln.Close()
-			return p
-		}
-	}
-	t.Fatal("no port free on 127.0.0.1, 127.0.0.2 and [::1]")
-	return 0
+	return freePortOn(t, "127.0.0.1", "127.0.0.2", "::1")
 }
 
 // erl6 returns the arguments of an IPv6 node named name (epmdless, port

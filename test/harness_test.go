@@ -41,29 +41,26 @@ var (
 )
 
 // freePort returns a port P free on both 127.0.0.1 (distgate) and 127.0.0.2
-// (the node), not handed out before in this run. It draws from below the
-// kernel's ephemeral range (32768–60999 by default) so that no outgoing
-// connection of a parallel test can be holding it.
+// (the node).
 func freePort(t *testing.T) int {
+	t.Helper()
+	return freePortOn(t, "127.0.0.1", "127.0.0.2")
+}
+
+// freePortOn returns a port free on every address given and not handed out
+// before in this run. It draws from below the kernel's ephemeral range
+// (32768–60999 by default) so that no outgoing connection of a parallel test
+// (or of a load generator beside it) can be holding it.
+func freePortOn(t *testing.T, ips ...string) int {
 	t.Helper()
 	for range 200 {
 		p := 20000 + rand.IntN(12000)
 		portMu.Lock()
 		used := portsUsed[p]
 		portMu.Unlock()
-		if used {
+		if used || !portFree(p, ips) {
 			continue
 		}
-		ln1, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		ln2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", strconv.Itoa(p)))
-		_ = ln1.Close()
-		if err != nil {
-			continue
-		}
-		_ = ln2.Close()
 		portMu.Lock()
 		used = portsUsed[p]
 		portsUsed[p] = true
@@ -72,8 +69,26 @@ func freePort(t *testing.T) int {
 			return p
 		}
 	}
-	t.Fatal("no port free on both 127.0.0.1 and 127.0.0.2")
+	t.Fatalf("no port free on all of %v", ips)
 	return 0
+}
+
+// portFree reports whether p can be bound on every address in ips.
+func portFree(p int, ips []string) bool {
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			_ = ln.Close()
+		}
+	}()
+	for _, ip := range ips {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+		if err != nil {
+			return false
+		}
+		held = append(held, ln)
+	}
+	return true
 }
 
 // ---- captured output ----
@@ -204,14 +219,25 @@ func allow(sources []string, names ...string) string {
 // SIGTERM.
 func startGate(t *testing.T, config string) *gate {
 	t.Helper()
-	g := &gate{t: t, path: filepath.Join(t.TempDir(), "distgate.toml"), logs: attack.NewLines(), done: make(chan struct{})}
+	return startGateCmd(t, config, t.TempDir(), nil)
+}
+
+// startGateCmd is startGate with a say in how distgate is started: adjust,
+// if not nil, gets the command before it starts (to wrap it in prlimit, run
+// it as another user, ...). The config file is written in dir.
+func startGateCmd(t *testing.T, config, dir string, adjust func(*exec.Cmd)) *gate {
+	t.Helper()
+	g := &gate{t: t, path: filepath.Join(dir, "distgate.toml"), logs: attack.NewLines(), done: make(chan struct{})}
 	writeFile(t, g.path, config)
 	g.cmd = exec.Command(distgateBin, "run", "-config", g.path)
 	g.cmd.Env = cleanEnv()
 	g.cmd.Stderr = g.logs
 	g.cmd.Stdout = g.logs
+	if adjust != nil {
+		adjust(g.cmd)
+	}
 	if err := g.cmd.Start(); err != nil {
-		t.Fatalf("start distgate: %v", err)
+		t.Fatalf("start distgate (%s): %v", strings.Join(g.cmd.Args, " "), err)
 	}
 	go func() { g.waitErr = g.cmd.Wait(); close(g.done) }()
 	t.Cleanup(func() {

@@ -174,8 +174,8 @@ func metricsSend(t *testing.T, src, gate string, msg []byte) []byte {
 
 func TestMetrics(t *testing.T) {
 	bin := probeBuild(t)
-	port := probeFreePort(t, "127.0.0.1", "127.0.0.2")
-	mport := probeFreePort(t, "127.0.0.1")
+	port := freePortOn(t, "127.0.0.1", "127.0.0.2")
+	mport := freePortOn(t, "127.0.0.1")
 	maddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mport))
 	gateAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	probeStartNode(t, port)

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -144,43 +143,6 @@ func probeEnv(extra ...string) []string {
 		env = append(env, "GORACE=atexit_sleep_ms=0")
 	}
 	return append(env, extra...)
-}
-
-// probeFreePort returns a TCP port that is free on every address given. It
-// picks ports below the kernel's ephemeral range, so that outgoing
-// connections (on a busy machine, tens of thousands of them) cannot take the
-// port between this check and the bind by the process under test.
-func probeFreePort(t *testing.T, ips ...string) int {
-	t.Helper()
-	lo, hi := 10000, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if el, err := strconv.Atoi(f[0]); err == nil && el > lo+1000 {
-				hi = el
-			}
-		}
-	}
-	for range 200 {
-		port := lo + rand.IntN(hi-lo)
-		var held []net.Listener
-		ok := true
-		for _, ip := range ips {
-			ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, ln)
-		}
-		for _, ln := range held {
-			_ = ln.Close()
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatalf("no port free on all of %v", ips)
-	return 0
 }
 
 // probeWaitPort polls until addr accepts a connection.
@@ -327,7 +289,7 @@ func (p probePortJSON) attempt(t *testing.T, message string) (outcome, status st
 // messages without the node seeing them.
 func TestProbeNodeBareAndBehindGate(t *testing.T) {
 	bin := probeBuild(t)
-	port := probeFreePort(t, "127.0.0.1", "127.0.0.2")
+	port := freePortOn(t, "127.0.0.1", "127.0.0.2")
 	nodeLog := probeStartNode(t, port)
 	_, gateLog, _ := probeStartGate(t, bin, fmt.Sprintf(`
 [[gate]]
@@ -337,7 +299,7 @@ upstream = "127.0.0.2:%d"
   [[gate.allow]]
   sources = ["127.0.0.0/8"]
 `, port, port))
-	noEpmd := strconv.Itoa(probeFreePort(t, "127.0.0.1", "127.0.0.2")) // nothing listens there
+	noEpmd := strconv.Itoa(freePortOn(t, "127.0.0.1", "127.0.0.2")) // nothing listens there
 
 	t.Run("behind distgate", func(t *testing.T) {
 		out, code := probeRun(t, bin, "-json", "-timeout", "3s", "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.1:%d", port))
@@ -417,7 +379,7 @@ func TestProbeEpmd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("epmd (part of Erlang/OTP) is not on PATH: %v", err)
 	}
-	epmdPort := probeFreePort(t, "127.0.0.1")
+	epmdPort := freePortOn(t, "127.0.0.1")
 	epmdLog := probeStart(t, exec.Command(epmdBin, "-port", strconv.Itoa(epmdPort), "-address", "127.0.0.1"))
 	probeWaitPort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(epmdPort)), 10*time.Second, epmdLog)
 
@@ -482,8 +444,8 @@ func probeWaitRegistered(t *testing.T, epmdPort int, name string, out *probeLog)
 // code is 0.
 func TestProbeClosed(t *testing.T) {
 	bin := probeBuild(t)
-	p4 := probeFreePort(t, "127.0.0.1")
-	p6 := probeFreePort(t, "::1")
+	p4 := freePortOn(t, "127.0.0.1")
+	p6 := freePortOn(t, "::1")
 	out, code := probeRun(t, bin, "-json", "-epmd-port", "0",
 		fmt.Sprintf("127.0.0.1:%d", p4), fmt.Sprintf("[::1]:%d", p6))
 	if code != 0 {
