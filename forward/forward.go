@@ -1,0 +1,60 @@
+// Package forward moves the bytes of an admitted connection once the
+// handshake watch is over: the node's 'a' has been forwarded and both sides
+// may now send at once. The proxy decides and watches; a Forwarder only
+// copies, passes half-closes and resets on, and says when both sides are
+// done. Paths (design.md, Forwarding): "user" (distgate's own loop) and
+// "kernel" (SOCKMAP redirect).
+package forward
+
+import "net"
+
+// Pair is one admitted connection handed to a Forwarder. The Forwarder owns
+// both connections from Start on (also when Start fails after taking them,
+// see Start) and closes them.
+type Pair struct {
+	Client   *net.TCPConn
+	Upstream *net.TCPConn
+	// ToUpstream and ToClient are bytes already read from one side that the
+	// other side has not been sent yet (a read that returned more than the
+	// last handshake frame). They are written first, in order, before
+	// anything read later from the same side.
+	ToUpstream []byte
+	ToClient   []byte
+}
+
+// Result is how a Pair ended.
+type Result struct {
+	// In is the number of bytes written to the upstream (client to node),
+	// Out the number written to the client, both counting the Pair's
+	// early bytes.
+	In, Out int64
+	// Err is the first error that ended the pair (a reset, a write that
+	// failed). Nil when both sides closed cleanly or the pair was stopped.
+	Err error
+}
+
+// Handle is a running Pair.
+type Handle interface {
+	// Stop closes both sides now; bytes already handed to a socket's send
+	// queue are not taken back. done is still called, once. Stop may be
+	// called from any goroutine, more than once.
+	Stop()
+	// Progress returns the bytes moved so far (In, Out as in Result).
+	Progress() (in, out int64)
+}
+
+// Forwarder moves bytes for many Pairs. Implementations are safe for
+// concurrent use.
+type Forwarder interface {
+	// Start takes p over and forwards until both directions are done or
+	// Stop is called; then it closes both connections and calls done
+	// exactly once, from a goroutine of its own choosing (never inside
+	// Start). If Start returns an error, done is not called and both
+	// connections are closed.
+	Start(p Pair, done func(Result)) (Handle, error)
+	// Path names the path for logs: "user" or "kernel".
+	Path() string
+	// Close stops the forwarder's own machinery after every pair has
+	// ended. Pairs still running are stopped first.
+	Close() error
+}

@@ -1,0 +1,107 @@
+package forward
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// closeWriter is how a finished direction is half-closed.
+type closeWriter interface{ CloseWrite() error }
+
+var _ closeWriter = (*net.TCPConn)(nil)
+
+// Goroutines forwards each pair with two goroutines and io.Copy between the
+// raw connections (splice on Linux). It is the simplest correct Forwarder:
+// the reference the event loop is tested against, and a fallback.
+type Goroutines struct {
+	wg sync.WaitGroup
+	mu sync.Mutex
+	hs map[*goHandle]struct{}
+}
+
+// Path implements Forwarder.
+func (*Goroutines) Path() string { return "user" }
+
+// Start implements Forwarder.
+func (g *Goroutines) Start(p Pair, done func(Result)) (Handle, error) {
+	h := &goHandle{p: p}
+	g.mu.Lock()
+	if g.hs == nil {
+		g.hs = make(map[*goHandle]struct{})
+	}
+	g.hs[h] = struct{}{}
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		r := h.run()
+		g.mu.Lock()
+		delete(g.hs, h)
+		g.mu.Unlock()
+		done(r)
+	}()
+	return h, nil
+}
+
+// Close implements Forwarder.
+func (g *Goroutines) Close() error {
+	g.mu.Lock()
+	for h := range g.hs {
+		h.Stop()
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
+	return nil
+}
+
+type goHandle struct {
+	p       Pair
+	in, out atomic.Int64
+}
+
+func (h *goHandle) Stop() {
+	_ = h.p.Client.Close()
+	_ = h.p.Upstream.Close()
+}
+
+func (h *goHandle) Progress() (int64, int64) { return h.in.Load(), h.out.Load() }
+
+func (h *goHandle) run() Result {
+	errc := make(chan error, 1)
+	go func() { errc <- copyHalf(h.p.Upstream, h.p.Client, h.p.ToUpstream, &h.in) }()
+	err := copyHalf(h.p.Client, h.p.Upstream, h.p.ToClient, &h.out)
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	_ = h.p.Client.Close()
+	_ = h.p.Upstream.Close()
+	return Result{In: h.in.Load(), Out: h.out.Load(), Err: err}
+}
+
+// copyHalf writes early, then copies src to dst. On EOF it half-closes dst so
+// the peer sees the FIN and the other direction carries on; on an error it
+// closes both so the other direction ends too. It is a named function so
+// goroutine dumps say what it is.
+func copyHalf(dst, src *net.TCPConn, early []byte, n *atomic.Int64) error {
+	if len(early) > 0 {
+		w, err := dst.Write(early)
+		n.Add(int64(w))
+		if err != nil {
+			_ = dst.Close()
+			_ = src.Close()
+			return err
+		}
+	}
+	c, err := io.Copy(dst, src)
+	n.Add(c)
+	if err == nil {
+		if err = dst.CloseWrite(); err == nil {
+			return nil
+		}
+	}
+	_ = dst.Close()
+	_ = src.Close()
+	return err
+}
