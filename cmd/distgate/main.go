@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/distgate/distgate/config"
 )
 
 // Exit codes (design: Command line).
@@ -101,8 +103,8 @@ func configFlags(name string, args []string, stderr io.Writer) (string, error) {
 	return *path, nil
 }
 
-func loadOrUsage(path string, environ []string) (*Loaded, error) {
-	l, err := load(path, environ)
+func loadOrUsage(path string, environ []string) (*config.Config, error) {
+	l, err := config.Load(path, environ)
 	if err != nil {
 		return nil, configErr(err)
 	}
@@ -121,7 +123,7 @@ func cmdCheck(args, environ []string, stdout, stderr io.Writer) error {
 	for _, w := range l.Warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
-	fmt.Fprint(stdout, l.encode())
+	fmt.Fprint(stdout, l.Encode())
 	return nil
 }
 

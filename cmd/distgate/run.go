@@ -2,22 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/proxy"
 )
 
 // newLogger builds the process logger: JSON lines, or a human console format.
-func newLogger(c LogConfig, w io.Writer) zerolog.Logger {
+func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	if c.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: time.RFC3339}
 	}
@@ -36,7 +35,7 @@ func parseLevel(s string) zerolog.Level {
 
 // run listens on every gate (all or none), serves until ctx ends, and
 // reloads path on each value from hup.
-func run(ctx context.Context, l *Loaded, path string, environ []string, hup <-chan os.Signal, stderr io.Writer) error {
+func run(ctx context.Context, l *config.Config, path string, environ []string, hup <-chan os.Signal, stderr io.Writer) error {
 	log := newLogger(l.Log, stderr)
 	for _, w := range l.Warnings {
 		log.Warn().Str("config", l.Source).Msg(w)
@@ -47,17 +46,17 @@ func run(ctx context.Context, l *Loaded, path string, environ []string, hup <-ch
 	// No keep-alive at accept: the gates turn it on for admitted
 	// connections only, so a denial costs no setsockopt calls.
 	lc := net.ListenConfig{KeepAlive: -1}
-	lns := make([]net.Listener, 0, len(l.compiled))
+	lns := make([]net.Listener, 0, len(l.Gates))
 	closeAll := func() {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
 	}
-	for _, cg := range l.compiled {
-		ln, err := lc.Listen(ctx, "tcp", cg.listen)
+	for _, cg := range l.Gates {
+		ln, err := lc.Listen(ctx, "tcp", cg.Listen)
 		if err != nil {
 			closeAll()
-			return fmt.Errorf("gate %q: %w", cg.name, err)
+			return fmt.Errorf("gate %q: %w", cg.Name, err)
 		}
 		lns = append(lns, ln)
 	}
@@ -73,9 +72,9 @@ func run(ctx context.Context, l *Loaded, path string, environ []string, hup <-ch
 	}
 
 	hs := proxy.NewHandshakes(*l.MaxHandshakes)
-	gates := make([]*proxy.Gate, len(l.compiled))
-	for i, cg := range l.compiled {
-		gates[i] = proxy.NewGate(cg.name, cg.upstream, cg.settings, log, reg.gate(cg.name), hs)
+	gates := make([]*proxy.Gate, len(l.Gates))
+	for i, cg := range l.Gates {
+		gates[i] = proxy.NewGate(cg.Name, cg.Upstream, cg.Settings, log, reg.gate(cg.Name), hs)
 	}
 
 	var wg sync.WaitGroup
@@ -144,47 +143,19 @@ loop:
 	return runErr
 }
 
-// reload reads the configuration again and applies it to the running gates.
-// What cannot change without a restart (the set of gates, their listen and
-// upstream addresses, the log format, the metrics address, the handshake
-// cap) makes the whole reload fail, so nothing is half-applied.
+// reload reads the configuration again and applies it to the running gates,
+// or nothing if any of it needs a restart (config.RestartRequired).
 // revoked[i] gets the number of live connections gate i closed.
-func reload(old *Loaded, path string, environ []string, gates []*proxy.Gate, revoked []int) (*Loaded, error) {
-	nl, err := load(path, environ)
+func reload(cur *config.Config, path string, environ []string, gates []*proxy.Gate, revoked []int) (*config.Config, error) {
+	next, err := config.Load(path, environ)
 	if err != nil {
 		return nil, err
 	}
-	var why []string
-	if len(nl.compiled) != len(old.compiled) {
-		why = append(why, fmt.Sprintf("the number of gates changed (%d to %d)", len(old.compiled), len(nl.compiled)))
-	} else {
-		for i, cg := range nl.compiled {
-			oc := old.compiled[i]
-			if cg.name != oc.name {
-				why = append(why, fmt.Sprintf("gate[%d].name changed (%q to %q)", i, oc.name, cg.name))
-			}
-			if cg.listen != oc.listen {
-				why = append(why, fmt.Sprintf("gate %q: listen changed (%q to %q)", oc.name, oc.listen, cg.listen))
-			}
-			if cg.upstream != oc.upstream {
-				why = append(why, fmt.Sprintf("gate %q: upstream changed (%q to %q)", oc.name, oc.upstream, cg.upstream))
-			}
-		}
-	}
-	if nl.Log.Format != old.Log.Format {
-		why = append(why, fmt.Sprintf("log.format changed (%q to %q)", old.Log.Format, nl.Log.Format))
-	}
-	if nl.Metrics.Listen != old.Metrics.Listen {
-		why = append(why, fmt.Sprintf("metrics.listen changed (%q to %q)", old.Metrics.Listen, nl.Metrics.Listen))
-	}
-	if *nl.MaxHandshakes != *old.MaxHandshakes {
-		why = append(why, fmt.Sprintf("max_handshakes changed (%d to %d)", *old.MaxHandshakes, *nl.MaxHandshakes))
-	}
-	if len(why) > 0 {
-		return nil, errors.New(strings.Join(why, "; ") + " (restart to apply)")
+	if err := config.RestartRequired(cur, next); err != nil {
+		return nil, err
 	}
 	for i, g := range gates {
-		revoked[i] = g.Update(nl.compiled[i].settings)
+		revoked[i] = g.Update(next.Gates[i].Settings)
 	}
-	return nl, nil
+	return next, nil
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -27,14 +27,14 @@ sources = ["127.0.0.1"]
 `
 
 func TestLoadDefaults(t *testing.T) {
-	l, err := load("", nil)
+	l, err := Load("", nil)
 	if err != nil {
 		t.Fatalf("embedded default: %v", err)
 	}
-	if len(l.compiled) != 1 || l.compiled[0].listen != "0.0.0.0:9100" || l.compiled[0].upstream != "127.0.0.1:9101" {
-		t.Fatalf("embedded default gate: %+v", l.compiled)
+	if len(l.Gates) != 1 || l.Gates[0].Listen != "0.0.0.0:9100" || l.Gates[0].Upstream != "127.0.0.1:9101" {
+		t.Fatalf("embedded default gate: %+v", l.Gates)
 	}
-	s := l.compiled[0].settings
+	s := l.Gates[0].Settings
 	if s.HandshakeTimeout != 3*time.Second || s.DialTimeout != 2*time.Second || s.MaxConns != 256 ||
 		s.MaxConnsPerSource != 8 || s.Rate != 1 || s.Burst != 5 || s.Reset || s.DrainTimeout != 10*time.Second {
 		t.Errorf("defaults: %+v", s)
@@ -48,7 +48,7 @@ func TestLoadDefaults(t *testing.T) {
 }
 
 func TestExampleConfigPasses(t *testing.T) {
-	if _, err := load("../../config.example.toml", nil); err != nil {
+	if _, err := Load("../config.example.toml", nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -81,7 +81,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := load(writeConfig(t, tt.text), nil)
+			_, err := Load(writeConfig(t, tt.text), nil)
 			if err == nil {
 				t.Fatal("load accepted a bad config")
 			}
@@ -97,7 +97,7 @@ func TestLoadErrors(t *testing.T) {
 func TestWarnings(t *testing.T) {
 	text := strings.Replace(goodGate, `"127.0.0.1"]`, `"0.0.0.0/0"]`, 1)
 	text = strings.Replace(text, "127.0.0.2:9100", "10.1.2.3:9100", 1)
-	l, err := load(writeConfig(t, text), nil)
+	l, err := Load(writeConfig(t, text), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,15 +115,15 @@ func TestEnvironment(t *testing.T) {
 		"DISTGATE_ALLOW_SOURCES=127.0.0.3, ::1", "DISTGATE_ALLOW_NAMES=rpc-*-app@*,rem-*-app@*",
 		"DISTGATE_LOG_LEVEL=warn", "DISTGATE_LOG_FORMAT=console", "DISTGATE_METRICS_LISTEN=127.0.0.1:9568",
 	}
-	l, err := load("", env)
+	l, err := Load("", env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := l.compiled[0]
-	if g.listen != "127.0.0.1:9200" || g.upstream != "127.0.0.2:9200" {
-		t.Errorf("listen/upstream %q %q", g.listen, g.upstream)
+	g := l.Gates[0]
+	if g.Listen != "127.0.0.1:9200" || g.Upstream != "127.0.0.2:9200" {
+		t.Errorf("listen/upstream %q %q", g.Listen, g.Upstream)
 	}
-	al := g.settings.Rules.Allow
+	al := g.Settings.Rules.Allow
 	if len(al) != 1 || len(al[0].Sources) != 2 || al[0].Sources[0].String() != "127.0.0.3/32" ||
 		al[0].Sources[1].String() != "::1/128" || len(al[0].Names) != 2 || al[0].Names[1].String() != "rem-*-app@*" {
 		t.Errorf("allow from env: %+v", al)
@@ -134,20 +134,20 @@ func TestEnvironment(t *testing.T) {
 
 	// DISTGATE_CONFIG picks the file; a flag wins over it.
 	p := writeConfig(t, goodGate)
-	if l, err := load("", []string{"DISTGATE_CONFIG=" + p}); err != nil || l.Source != p {
+	if l, err := Load("", []string{"DISTGATE_CONFIG=" + p}); err != nil || l.Source != p {
 		t.Errorf("DISTGATE_CONFIG: %v, source %q", err, l.Source)
 	}
-	if _, err := load(p, []string{"DISTGATE_CONFIG=/nonexistent"}); err != nil {
+	if _, err := Load(p, []string{"DISTGATE_CONFIG=/nonexistent"}); err != nil {
 		t.Errorf("flag must win over DISTGATE_CONFIG: %v", err)
 	}
 
 	// With two gates the per-gate variables are an error.
 	two := goodGate + strings.Replace(strings.Replace(goodGate, `name = "g"`, `name = "h"`, 1), "127.0.0.1:9100", "127.0.0.1:9101", 1)
-	_, err = load(writeConfig(t, two), []string{"DISTGATE_LISTEN=127.0.0.1:1"})
+	_, err = Load(writeConfig(t, two), []string{"DISTGATE_LISTEN=127.0.0.1:1"})
 	if err == nil || !strings.Contains(err.Error(), "at most one gate") {
 		t.Errorf("two gates + DISTGATE_LISTEN: %v", err)
 	}
-	if _, err := load("", []string{"DISTGATE_ALLOW_SOURCES=nonsense"}); err == nil || !strings.Contains(err.Error(), `"nonsense" is not a CIDR`) {
+	if _, err := Load("", []string{"DISTGATE_ALLOW_SOURCES=nonsense"}); err == nil || !strings.Contains(err.Error(), `"nonsense" is not a CIDR`) {
 		t.Errorf("bad DISTGATE_ALLOW_SOURCES: %v", err)
 	}
 }

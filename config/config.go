@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	_ "embed"
@@ -55,45 +55,45 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText prints the duration as Go does.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Config is the file format. Pointer fields tell "left out" (default) from
+// File is the file format. Pointer fields tell "left out" (default) from
 // an explicit zero (which validation may refuse).
-type Config struct {
-	DrainTimeout  *Duration     `toml:"drain_timeout"`
-	MaxHandshakes *int          `toml:"max_handshakes"`
-	Log           LogConfig     `toml:"log"`
-	Metrics       MetricsConfig `toml:"metrics"`
-	Gate          []GateConfig  `toml:"gate"`
+type File struct {
+	DrainTimeout  *Duration `toml:"drain_timeout"`
+	MaxHandshakes *int      `toml:"max_handshakes"`
+	Log           Log       `toml:"log"`
+	Metrics       Metrics   `toml:"metrics"`
+	Gate          []Gate    `toml:"gate"`
 }
 
-// LogConfig is the [log] table.
-type LogConfig struct {
+// Log is the [log] table.
+type Log struct {
 	Level  string `toml:"level"`
 	Format string `toml:"format"`
 }
 
-// MetricsConfig is the [metrics] table.
-type MetricsConfig struct {
+// Metrics is the [metrics] table.
+type Metrics struct {
 	Listen string `toml:"listen"`
 }
 
-// GateConfig is one [[gate]].
-type GateConfig struct {
-	Name              string        `toml:"name"`
-	Listen            string        `toml:"listen"`
-	Upstream          string        `toml:"upstream"`
-	HandshakeTimeout  *Duration     `toml:"handshake_timeout"`
-	DialTimeout       *Duration     `toml:"dial_timeout"`
-	OnDeny            string        `toml:"on_deny"`
-	MaxConns          *int          `toml:"max_conns"`
-	MaxConnsPerSource *int          `toml:"max_conns_per_source"`
-	Rate              *float64      `toml:"rate"`
-	Burst             *int          `toml:"burst"`
-	RequireFlags      string        `toml:"require_flags"`
-	Allow             []AllowConfig `toml:"allow"`
+// Gate is one [[gate]].
+type Gate struct {
+	Name              string    `toml:"name"`
+	Listen            string    `toml:"listen"`
+	Upstream          string    `toml:"upstream"`
+	HandshakeTimeout  *Duration `toml:"handshake_timeout"`
+	DialTimeout       *Duration `toml:"dial_timeout"`
+	OnDeny            string    `toml:"on_deny"`
+	MaxConns          *int      `toml:"max_conns"`
+	MaxConnsPerSource *int      `toml:"max_conns_per_source"`
+	Rate              *float64  `toml:"rate"`
+	Burst             *int      `toml:"burst"`
+	RequireFlags      string    `toml:"require_flags"`
+	Allow             []Allow   `toml:"allow"`
 }
 
-// AllowConfig is one [[gate.allow]].
-type AllowConfig struct {
+// Allow is one [[gate.allow]].
+type Allow struct {
 	Sources []string `toml:"sources"`
 	Names   []string `toml:"names,omitempty"`
 }
@@ -110,23 +110,25 @@ type envConfig struct {
 	AllowNames    []string `env:"ALLOW_NAMES"`
 }
 
-// Loaded is a validated configuration, with where it came from.
-type Loaded struct {
-	Config
+// Config is a validated configuration, with where it came from.
+type Config struct {
+	File
 	Source   string // file path, or "embedded default"
 	Warnings []string
-	compiled []compiledGate
+	Gates    []Compiled // the gates, compiled, in file order
 }
 
-type compiledGate struct {
-	name, listen, upstream string
-	settings               *proxy.Settings
+// Compiled is one gate's runtime form: its addresses and the settings a
+// reload may change.
+type Compiled struct {
+	Name, Listen, Upstream string
+	Settings               *proxy.Settings
 }
 
-// load reads the configuration: the file (flag, else DISTGATE_CONFIG, else
+// Load reads the configuration: the file (flag, else DISTGATE_CONFIG, else
 // the embedded default), then the environment. environ is the process
 // environment as KEY=VALUE pairs.
-func load(flagPath string, environ []string) (*Loaded, error) {
+func Load(flagPath string, environ []string) (*Config, error) {
 	envMap := make(map[string]string, len(environ))
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -149,7 +151,7 @@ func load(flagPath string, environ []string) (*Loaded, error) {
 		}
 		text, source = string(b), path
 	}
-	var c Config
+	var c File
 	md, err := toml.Decode(text, &c)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
@@ -164,7 +166,7 @@ func load(flagPath string, environ []string) (*Loaded, error) {
 	if err := applyEnv(&c, &ev, envMap); err != nil {
 		return nil, err
 	}
-	l := &Loaded{Config: c, Source: source}
+	l := &Config{File: c, Source: source}
 	if errs := l.compile(); len(errs) > 0 {
 		for i, err := range errs {
 			errs[i] = fmt.Errorf("%s: %w", source, err)
@@ -175,7 +177,7 @@ func load(flagPath string, environ []string) (*Loaded, error) {
 }
 
 // applyEnv lays the DISTGATE_* variables over the file.
-func applyEnv(c *Config, ev *envConfig, envMap map[string]string) error {
+func applyEnv(c *File, ev *envConfig, envMap map[string]string) error {
 	set := func(k string) bool { _, ok := envMap["DISTGATE_"+k]; return ok }
 	if set("LOG_LEVEL") {
 		c.Log.Level = ev.LogLevel
@@ -194,7 +196,7 @@ func applyEnv(c *Config, ev *envConfig, envMap map[string]string) error {
 		return errors.New("DISTGATE_LISTEN, DISTGATE_UPSTREAM, DISTGATE_ALLOW_SOURCES and DISTGATE_ALLOW_NAMES apply only to a configuration with at most one gate; this one has " + fmt.Sprint(len(c.Gate)))
 	}
 	if len(c.Gate) == 0 {
-		c.Gate = []GateConfig{{Name: "default"}}
+		c.Gate = []Gate{{Name: "default"}}
 	}
 	g := &c.Gate[0]
 	if set("LISTEN") {
@@ -204,7 +206,7 @@ func applyEnv(c *Config, ev *envConfig, envMap map[string]string) error {
 		g.Upstream = ev.Upstream
 	}
 	if set("ALLOW_SOURCES") || set("ALLOW_NAMES") {
-		var a AllowConfig
+		var a Allow
 		if set("ALLOW_SOURCES") {
 			a.Sources = trimAll(ev.AllowSources)
 		} else if len(g.Allow) > 0 {
@@ -214,7 +216,7 @@ func applyEnv(c *Config, ev *envConfig, envMap map[string]string) error {
 			}
 		}
 		a.Names = trimAll(ev.AllowNames)
-		g.Allow = []AllowConfig{a}
+		g.Allow = []Allow{a}
 	}
 	return nil
 }
@@ -231,8 +233,8 @@ func trimAll(in []string) []string {
 
 // compile fills defaults, validates every key and builds the runtime
 // settings. All problems are reported together.
-func (l *Loaded) compile() []error {
-	c := &l.Config
+func (l *Config) compile() []error {
+	c := &l.File
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
@@ -291,7 +293,7 @@ func (l *Loaded) compile() []error {
 			listens[g.Listen] = where
 		}
 		if len(gerrs) == 0 {
-			l.compiled = append(l.compiled, cg)
+			l.Gates = append(l.Gates, cg)
 			l.Warnings = append(l.Warnings, warnings...)
 		}
 	}
@@ -302,7 +304,7 @@ func ptr[T any](v T) *T { return &v }
 
 // compileGate fills a gate's defaults and validates it.
 // Its warnings are things that are valid but probably not meant.
-func compileGate(g *GateConfig, where string, drain time.Duration) (compiledGate, []string, []error) {
+func compileGate(g *Gate, where string, drain time.Duration) (Compiled, []string, []error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(where+": "+format, a...)) }
 
@@ -396,7 +398,7 @@ func compileGate(g *GateConfig, where string, drain time.Duration) (compiledGate
 		rules.Allow = append(rules.Allow, e)
 	}
 	if len(errs) > 0 {
-		return compiledGate{}, nil, errs
+		return Compiled{}, nil, errs
 	}
 	var warnings []string
 	for _, w := range openSources {
@@ -405,9 +407,9 @@ func compileGate(g *GateConfig, where string, drain time.Duration) (compiledGate
 	if ap, err := netip.ParseAddrPort(g.Upstream); err == nil && !ap.Addr().IsLoopback() {
 		warnings = append(warnings, fmt.Sprintf("%s: upstream: %q is not a loopback address; the node's port must not be reachable from outside, or the gate can be walked around", where, g.Upstream))
 	}
-	return compiledGate{
-		name: g.Name, listen: g.Listen, upstream: g.Upstream,
-		settings: &proxy.Settings{
+	return Compiled{
+		Name: g.Name, Listen: g.Listen, Upstream: g.Upstream,
+		Settings: &proxy.Settings{
 			Rules:             rules,
 			HandshakeTimeout:  g.HandshakeTimeout.Duration,
 			DialTimeout:       g.DialTimeout.Duration,
@@ -421,12 +423,24 @@ func compileGate(g *GateConfig, where string, drain time.Duration) (compiledGate
 	}, warnings, nil
 }
 
-// encode prints the effective configuration as TOML.
-func (l *Loaded) encode() string {
+// Encode prints the effective configuration as TOML, with a first comment
+// line saying where it came from.
+func (l *Config) Encode() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# effective configuration (from %s)\n", l.Source)
-	if err := toml.NewEncoder(&b).Encode(l.Config); err != nil {
+	if err := toml.NewEncoder(&b).Encode(l.File); err != nil {
 		fmt.Fprintf(&b, "# cannot print: %v\n", err)
 	}
 	return b.String()
+}
+
+// Encode writes f as a TOML document that Load reads back to the same
+// values; keys left out (nil) stay out. Tests and harnesses write their
+// configurations with it instead of by hand.
+func (f *File) Encode() ([]byte, error) {
+	var b strings.Builder
+	if err := toml.NewEncoder(&b).Encode(f); err != nil {
+		return nil, err
+	}
+	return []byte(b.String()), nil
 }

@@ -1,0 +1,45 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// RestartRequired reports what in next cannot be applied to a process
+// running cur without a restart: the set of gates (by position and name),
+// a gate's listen or upstream address, the log format, the metrics address
+// and the handshake cap. A reload that returns an error applies nothing, so
+// a configuration is never half-applied.
+func RestartRequired(cur, next *Config) error {
+	var why []string
+	if len(next.Gates) != len(cur.Gates) {
+		why = append(why, fmt.Sprintf("the number of gates changed (%d to %d)", len(cur.Gates), len(next.Gates)))
+	} else {
+		for i, ng := range next.Gates {
+			og := cur.Gates[i]
+			if ng.Name != og.Name {
+				why = append(why, fmt.Sprintf("gate[%d].name changed (%q to %q)", i, og.Name, ng.Name))
+			}
+			if ng.Listen != og.Listen {
+				why = append(why, fmt.Sprintf("gate %q: listen changed (%q to %q)", og.Name, og.Listen, ng.Listen))
+			}
+			if ng.Upstream != og.Upstream {
+				why = append(why, fmt.Sprintf("gate %q: upstream changed (%q to %q)", og.Name, og.Upstream, ng.Upstream))
+			}
+		}
+	}
+	if next.Log.Format != cur.Log.Format {
+		why = append(why, fmt.Sprintf("log.format changed (%q to %q)", cur.Log.Format, next.Log.Format))
+	}
+	if next.Metrics.Listen != cur.Metrics.Listen {
+		why = append(why, fmt.Sprintf("metrics.listen changed (%q to %q)", cur.Metrics.Listen, next.Metrics.Listen))
+	}
+	if *next.MaxHandshakes != *cur.MaxHandshakes {
+		why = append(why, fmt.Sprintf("max_handshakes changed (%d to %d)", *cur.MaxHandshakes, *next.MaxHandshakes))
+	}
+	if len(why) > 0 {
+		return errors.New(strings.Join(why, "; ") + " (restart to apply)")
+	}
+	return nil
+}
