@@ -306,7 +306,11 @@ func ptr[T any](v T) *T { return &v }
 // Its warnings are things that are valid but probably not meant.
 func compileGate(g *Gate, where string, drain time.Duration) (Compiled, []string, []error) {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(where+": "+format, a...)) }
+	// where is an argument, never part of the format: a gate's name may
+	// hold a '%'.
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{where}, a...)...))
+	}
 
 	if g.Listen == "" {
 		bad("listen: must be set")

@@ -13,8 +13,11 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/probe"
+	"github.com/distgate/distgate/wire"
 )
 
 // Exit codes (design: Command line).
@@ -142,6 +145,63 @@ func cmdRun(args, environ []string, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	return run(ctx, l, path, environ, hup, stderr)
+}
+
+// cmdProbe runs `distgate probe` (package probe). Exit codes: 0 nothing
+// exposed, 1 something exposed, 2 usage error.
+func cmdProbe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the results as JSON")
+	timeout := fs.Duration("timeout", probe.DefaultTimeout, "how long to wait for a connect, and then for a reply")
+	epmdPort := fs.Int("epmd-port", wire.EpmdPort, "epmd `port` to query on each host (0: do not query epmd)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: distgate probe [-json] [-timeout 3s] [-epmd-port 4369] TARGET...\n"+
+			"  TARGET is HOST, HOST:PORT or [IPv6]:PORT; probe only hosts you own.\n")
+		fs.PrintDefaults()
+	}
+	// Flags may come before, between or after the targets.
+	var targets []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK
+			}
+			return exitUsage
+		}
+		if args = fs.Args(); len(args) == 0 {
+			break
+		}
+		targets, args = append(targets, args[0]), args[1:]
+	}
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "distgate: probe: %s\n", fmt.Sprintf(format, a...))
+		return exitUsage
+	}
+	if len(targets) == 0 {
+		return bad("no TARGET given (HOST, HOST:PORT or [IPv6]:PORT)")
+	}
+	if *timeout <= 0 || *timeout > time.Minute {
+		return bad("-timeout %s: must be more than 0 and at most 1m", *timeout)
+	}
+	if *epmdPort < 0 || *epmdPort > 65535 {
+		return bad("-epmd-port %d: not a port (0 skips epmd)", *epmdPort)
+	}
+	rep, err := probe.Run(context.Background(), targets,
+		probe.Options{Timeout: *timeout, EpmdPort: *epmdPort, NoEpmd: *epmdPort == 0})
+	if err != nil {
+		return bad("%v", err)
+	}
+	write := probe.WriteText
+	if *asJSON {
+		write = probe.WriteJSON
+	}
+	// The exit code carries the verdict even when stdout is gone.
+	_ = write(stdout, rep)
+	if rep.Exposed {
+		return exitRuntime
+	}
+	return exitOK
 }
 
 func cmdVersion(args []string, stdout io.Writer) error {

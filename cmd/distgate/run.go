@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/metrics"
 	"github.com/distgate/distgate/proxy"
 )
 
@@ -40,6 +42,15 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	for _, w := range l.Warnings {
 		log.Warn().Str("config", l.Source).Msg(w)
 	}
+	if addr := getenv(environ, "DISTGATE_PPROF"); addr != "" {
+		ps, err := startPprof(addr, log)
+		if err != nil {
+			// A developer's switch: profiling is not worth refusing to run.
+			log.Error().Err(err).Msg("DISTGATE_PPROF: pprof not served")
+		} else {
+			defer ps.close()
+		}
+	}
 
 	// Listen on everything first so a taken address fails the start
 	// before any gate serves.
@@ -61,11 +72,11 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 		lns = append(lns, ln)
 	}
 
-	reg := newMetrics()
+	reg := metrics.New()
 	var msrv *metricsServer
 	if l.Metrics.Listen != "" {
 		var err error
-		if msrv, err = startMetrics(l.Metrics.Listen, reg, log); err != nil {
+		if msrv, err = startMetrics(l.Metrics.Listen, reg.Handler(), log); err != nil {
 			closeAll()
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -74,7 +85,7 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	hs := proxy.NewHandshakes(*l.MaxHandshakes)
 	gates := make([]*proxy.Gate, len(l.Gates))
 	for i, cg := range l.Gates {
-		gates[i] = proxy.NewGate(cg.Name, cg.Upstream, cg.Settings, log, reg.gate(cg.Name), hs)
+		gates[i] = proxy.NewGate(cg.Name, cg.Upstream, cg.Settings, log, reg.Gate(cg.Name), hs)
 	}
 
 	var wg sync.WaitGroup
@@ -116,11 +127,11 @@ loop:
 			revoked := make([]int, len(gates))
 			nl, err := reload(l, path, environ, gates, revoked)
 			if err != nil {
-				reg.reload(false)
+				reg.Reload(false)
 				log.Error().Str("config", l.Source).Err(err).Msg("reload refused; keeping the running configuration")
 				continue
 			}
-			reg.reload(true)
+			reg.Reload(true)
 			l = nl
 			zerolog.SetGlobalLevel(parseLevel(l.Log.Level))
 			for _, w := range l.Warnings {
@@ -158,4 +169,16 @@ func reload(cur *config.Config, path string, environ []string, gates []*proxy.Ga
 		revoked[i] = g.Update(next.Gates[i].Settings)
 	}
 	return next, nil
+}
+
+// getenv looks key up in environ (KEY=VALUE pairs); the last one wins, as
+// in config.Load.
+func getenv(environ []string, key string) string {
+	var v string
+	for _, kv := range environ {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
 }

@@ -1,25 +1,22 @@
-package main
+// Package metrics holds distgate's Prometheus collectors (design: Metrics):
+// a Registry per process, and one proxy.Observer per gate. Label values come
+// from fixed sets (gate names from the config, reasons, directions), never an
+// address or a node name, so the series count is bounded by the config.
+package metrics
 
 import (
-	"context"
-	"errors"
-	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/rs/zerolog"
 
 	"github.com/distgate/distgate/policy"
 	"github.com/distgate/distgate/proxy"
 )
 
-// metrics holds distgate's Prometheus collectors (design: Metrics). Label
-// values come from fixed sets: gate names from the config, reasons,
-// directions. Never an address or a node name.
-type metrics struct {
+// Registry holds every collector. It is safe for concurrent use.
+type Registry struct {
 	reg         *prometheus.Registry
 	conns       *prometheus.CounterVec
 	active      *prometheus.GaugeVec
@@ -30,8 +27,10 @@ type metrics struct {
 	suppressed  *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
+// New returns a Registry with every collector registered and both reload
+// results at zero, so a scrape shows them before the first SIGHUP.
+func New() *Registry {
+	m := &Registry{
 		reg: prometheus.NewRegistry(),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "distgate_connections_total",
@@ -69,7 +68,13 @@ func newMetrics() *metrics {
 	return m
 }
 
-func (m *metrics) reload(ok bool) {
+// Handler serves the Prometheus text format of everything registered.
+func (m *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Reload counts one configuration reload, accepted or refused.
+func (m *Registry) Reload(ok bool) {
 	if ok {
 		m.reloads.WithLabelValues("ok").Inc()
 	} else {
@@ -77,10 +82,10 @@ func (m *metrics) reload(ok bool) {
 	}
 }
 
-// gate returns an Observer with every series of one gate resolved up front,
+// Gate returns an Observer with every series of one gate resolved up front,
 // so the connection path does no label lookups.
-func (m *metrics) gate(name string) proxy.Observer {
-	o := &gateMetrics{
+func (m *Registry) Gate(name string) proxy.Observer {
+	o := &gate{
 		active:     m.active.WithLabelValues(name),
 		in:         m.bytes.WithLabelValues(name, "in"),
 		out:        m.bytes.WithLabelValues(name, "out"),
@@ -95,7 +100,8 @@ func (m *metrics) gate(name string) proxy.Observer {
 	return o
 }
 
-type gateMetrics struct {
+// gate is one gate's proxy.Observer.
+type gate struct {
 	decided    [policy.Shutdown + 1]prometheus.Counter
 	active     prometheus.Gauge
 	in, out    prometheus.Counter
@@ -104,58 +110,18 @@ type gateMetrics struct {
 	suppressed prometheus.Counter
 }
 
-func (o *gateMetrics) Decided(r policy.Reason, d time.Duration) {
+var _ proxy.Observer = (*gate)(nil)
+
+func (o *gate) Decided(r policy.Reason, d time.Duration) {
 	if int(r) < len(o.decided) && o.decided[r] != nil {
 		o.decided[r].Inc()
 	}
 	o.handshake.Observe(d.Seconds())
 }
-func (o *gateMetrics) Moved(in, out int64) {
+func (o *gate) Moved(in, out int64) {
 	o.in.Add(float64(in))
 	o.out.Add(float64(out))
 }
-func (o *gateMetrics) Active(delta int)     { o.active.Add(float64(delta)) }
-func (o *gateMetrics) Suppressed(n int)     { o.suppressed.Add(float64(n)) }
-func (o *gateMetrics) LimiterSources(n int) { o.limiter.Set(float64(n)) }
-
-// metricsServer serves /metrics and /healthz.
-type metricsServer struct {
-	srv   *http.Server
-	ready atomic.Bool
-	done  chan struct{}
-}
-
-func startMetrics(addr string, m *metrics, log zerolog.Logger) (*metricsServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	ms := &metricsServer{done: make(chan struct{})}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ms.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	ms.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		defer close(ms.done)
-		if err := ms.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error().Err(err).Msg("metrics server")
-		}
-	}()
-	log.Info().Str("listen", ln.Addr().String()).Msg("metrics listening")
-	return ms, nil
-}
-
-func (ms *metricsServer) setReady(v bool) { ms.ready.Store(v) }
-
-func (ms *metricsServer) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = ms.srv.Shutdown(ctx)
-	<-ms.done
-}
+func (o *gate) Active(delta int)     { o.active.Add(float64(delta)) }
+func (o *gate) Suppressed(n int)     { o.suppressed.Add(float64(n)) }
+func (o *gate) LimiterSources(n int) { o.limiter.Set(float64(n)) }

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distgate/distgate/config"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// logged returns the listen field of the first log line with message msg.
+func logged(out, msg string) string {
+	for _, line := range strings.Split(out, "\n") {
+		var e struct{ Message, Listen string }
+		if json.Unmarshal([]byte(line), &e) == nil && e.Message == msg {
+			return e.Listen
+		}
+	}
+	return ""
+}
+
+// DISTGATE_PPROF is read from the environment run is given, and the pprof
+// listener ends with run.
+func TestRunPprof(t *testing.T) {
+	environ := []string{"DISTGATE_LISTEN=127.0.0.1:0", "DISTGATE_PPROF=127.0.0.1:0"}
+	l, err := config.Load("", environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), &out) }()
+
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no pprof listening line:\n%s", out.String())
+		}
+		addr = logged(out.String(), "pprof listening")
+	}
+	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("pprof: %s", resp.Status)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		_ = c.Close()
+		t.Errorf("pprof still listens on %s after run returned", addr)
+	}
+}
+
+// Other commands leave DISTGATE_PPROF alone: check prints the config and
+// starts no listener.
+func TestCheckIgnoresPprof(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	var stdout, stderr bytes.Buffer
+	if code := realMain([]string{"check"}, []string{"DISTGATE_PPROF=" + addr}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("check: exit %d\n%s", code, stderr.String())
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		_ = c.Close()
+		t.Errorf("check started something on %s", addr)
+	}
+}
+
+// probe's usage errors exit 2 and say what is wrong, before anything is sent.
+func TestProbeUsage(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no TARGET given"},
+		{[]string{"-timeout", "0s", "127.0.0.1:1"}, "-timeout 0s: must be more than 0"},
+		{[]string{"-epmd-port", "70000", "127.0.0.1:1"}, "-epmd-port 70000: not a port"},
+		{[]string{"127.0.0.1:1", "-epmd-port", "0", "127.0.0.1"}, `target "127.0.0.1" has no port and -epmd-port is 0`},
+		{[]string{"127.0.0.1:65536"}, `port "65536" is not 1–65535`},
+		{[]string{"-nosuchflag"}, "flag provided but not defined"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := realMain(append([]string{"probe"}, tt.args...), nil, &stdout, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), tt.want) || stdout.Len() != 0 {
+			t.Errorf("probe %q: exit %d, stderr %q, stdout %q; want 2 and %q", tt.args, code, stderr.String(), stdout.String(), tt.want)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distgate/distgate/policy"
+)
+
+// scrape returns what /metrics serves.
+func scrape(t *testing.T, m *Registry) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	b, err := io.ReadAll(rec.Result().Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The names, labels and help texts are a contract (design: Metrics):
+// dashboards and alerts are written against them.
+func TestExposition(t *testing.T) {
+	m := New()
+	g := m.Gate("myapp")
+	g.Decided(policy.Admitted, time.Millisecond)
+	g.Decided(policy.RateLimited, time.Microsecond)
+	g.Decided(policy.Reason(200), time.Microsecond) // unknown: timed, not counted
+	g.Moved(10, 20)
+	g.Active(2)
+	g.Active(-1)
+	g.Suppressed(3)
+	g.LimiterSources(4)
+	m.Reload(true)
+	m.Reload(false)
+	m.Reload(false)
+	out := scrape(t, m)
+	for _, want := range []string{
+		"# HELP distgate_connections_total Connections decided, by verdict and denial reason (empty for admitted).",
+		"# TYPE distgate_connections_total counter",
+		`distgate_connections_total{gate="myapp",reason="",verdict="admitted"} 1`,
+		`distgate_connections_total{gate="myapp",reason="rate_limited",verdict="denied"} 1`,
+		`distgate_connections_total{gate="myapp",reason="source_not_allowed",verdict="denied"} 0`,
+		`distgate_connections_total{gate="myapp",reason="shutdown",verdict="denied"} 0`,
+		"# HELP distgate_connections_active Admitted connections being spliced.",
+		"# TYPE distgate_connections_active gauge",
+		`distgate_connections_active{gate="myapp"} 1`,
+		"# HELP distgate_bytes_total Bytes spliced; in = client to node. Counted when a connection ends.",
+		`distgate_bytes_total{direction="in",gate="myapp"} 10`,
+		`distgate_bytes_total{direction="out",gate="myapp"} 20`,
+		"# HELP distgate_handshake_seconds Time from accept to the admit or deny decision.",
+		"# TYPE distgate_handshake_seconds histogram",
+		`distgate_handshake_seconds_bucket{gate="myapp",le="0.0001"} 2`,
+		`distgate_handshake_seconds_bucket{gate="myapp",le="10"} 3`,
+		`distgate_handshake_seconds_count{gate="myapp"} 3`,
+		"# HELP distgate_reloads_total Configuration reloads on SIGHUP, by result.",
+		`distgate_reloads_total{result="ok"} 1`,
+		`distgate_reloads_total{result="error"} 2`,
+		"# HELP distgate_limiter_sources Per-source rate-limiter entries held.",
+		`distgate_limiter_sources{gate="myapp"} 4`,
+		"# HELP distgate_log_suppressed_total Denial log lines not written because of per-source sampling.",
+		`distgate_log_suppressed_total{gate="myapp"} 3`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("no line %q in:\n%s", want, out)
+		}
+	}
+	// One series per reason and verdict, and nothing else.
+	if n := strings.Count(out, "distgate_connections_total{"); n != 1+len(policy.DenyReasons()) {
+		t.Errorf("%d connections_total series, want %d", n, 1+len(policy.DenyReasons()))
+	}
+}
+
+// Both reload results are there before the first reload.
+func TestReloadsAtZero(t *testing.T) {
+	out := scrape(t, New())
+	for _, want := range []string{`distgate_reloads_total{result="ok"} 0`, `distgate_reloads_total{result="error"} 0`} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("no line %q in:\n%s", want, out)
+		}
+	}
+}
