@@ -12,7 +12,7 @@ import (
 // says, its name is sane, and it re-encodes to the same bytes.
 func FuzzParse(f *testing.F) {
 	for _, seed := range [][]byte{
-		captureHidden, captureRPC, captureRemote, captureDynamic, scannerProbe,
+		captureHidden, captureRPC, captureRemote, captureDynamic, ScannerProbe,
 		nil, {0}, {0x16, 0x03, 0x01, 0x02, 0x00, 0x01}, {0xff, 0xff},
 		newFrame(DefaultHiddenFlags, strings.Repeat("a", 253)+"@h"),
 		newFrame(DefaultHiddenFlags, "a@b@c"),
