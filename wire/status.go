@@ -39,9 +39,10 @@ const (
 	StatusFalse = "false"
 )
 
-// ParseStatus decodes the body of a status frame (after the 2-byte length):
-// 's' then the status text, or 's' "named:" Nlen(2) Name Creation(4) with
-// trailing bytes ignored. The text must be visible ASCII.
+// ParseStatus decodes the body of a status frame (after the length header):
+// 's' then the status text, or 's' "named:" Nlen(2) Name Creation(4) with any
+// trailing bytes in Extra (OTP's initiator ignores them). The text and the
+// granted name must be visible ASCII.
 func ParseStatus(body []byte) (Status, error) {
 	if len(body) < 2 || body[0] != TagStatus {
 		return Status{}, ErrStatus
