@@ -34,7 +34,7 @@ echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
 # A short fuzz of each wire parser on every run; FUZZTIME=1h for a long one.
-for target in FuzzParse FuzzParseNames; do
+for target in FuzzParse FuzzParseNames FuzzFrames FuzzWatch; do
   echo "== fuzz $target (${FUZZTIME:=30s})"
   go test ./wire/ -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME"
 done

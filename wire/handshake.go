@@ -1,9 +1,3 @@
-// Package wire parses and builds the Erlang distribution messages that distgate
-// needs to see: the first handshake message (send_name, in its 'N' and 'n'
-// layouts) and the few epmd requests used by the probe.
-//
-// Everything here is pure: no sockets, no deadlines. References are to the
-// Erlang distribution protocol (erl_dist_protocol.md) and to OTP's dist_util.erl.
 package wire
 
 import (
@@ -48,6 +42,15 @@ var (
 	ErrName     = errors.New("wire: malformed node name")
 	ErrNameLong = errors.New("wire: node name over 255 bytes")
 )
+
+// ScannerProbe is the whole first message (length prefix included) that
+// internet scanners send: the CouchDB-era exploit probe of CVE-2022-24706, also
+// in a Metasploit module. It is a legacy 'n' send_name with version 7 (the
+// spec says 5; a handy fingerprint), flags 0x0003499C (no HANDSHAKE_23, so
+// every OTP 25+ node refuses it) and the name AAAAAA@AAAAAAA
+// (erlang-dist-facts.md §4). Tests, the probe command and the stress tools take
+// it from here so that they all send exactly these 23 bytes. Do not modify it.
+var ScannerProbe = []byte("\x00\x15n\x00\x07\x00\x03\x49\x9cAAAAAA@AAAAAAA")
 
 // Handshake is a decoded first message (send_name). Name and Extra alias the
 // buffer given to Parse; copy them if they must outlive it.

@@ -15,7 +15,6 @@ var (
 	captureRPC     = mustHex("00274e0000000d07df7fbcfaac1ea80018" + hex.EncodeToString([]byte("rpc-a9d5-myapp@127.0.0.1")))
 	captureRemote  = mustHex("00274e0000000d07df7fbcfcf85baf0018" + hex.EncodeToString([]byte("rem-a0cf-myapp@127.0.0.1")))
 	captureDynamic = mustHex("00184e0000000f07df7fbc000000000009" + hex.EncodeToString([]byte("127.0.0.1")))
-	scannerProbe   = []byte("\x00\x15n\x00\x07\x00\x03\x49\x9cAAAAAA@AAAAAAA")
 )
 
 func mustHex(s string) []byte {
@@ -51,7 +50,7 @@ func TestParseCaptures(t *testing.T) {
 		{"elixir rpc helper", captureRPC, 'N', 0, 0xD07DF7FBC, 0xfaac1ea8, "rpc-a9d5-myapp@127.0.0.1", true, false},
 		{"elixir remote shell", captureRemote, 'N', 0, 0xD07DF7FBC, 0xfcf85baf, "rem-a0cf-myapp@127.0.0.1", true, false},
 		{"dynamic name", captureDynamic, 'N', 0, 0xF07DF7FBC, 0, "127.0.0.1", true, true},
-		{"scanner probe", scannerProbe, 'n', 7, 0x0003499C, 0, "AAAAAA@AAAAAAA", true, false},
+		{"scanner probe", ScannerProbe, 'n', 7, 0x0003499C, 0, "AAAAAA@AAAAAAA", true, false},
 		{"published node", newFrame(0xD07DF7FBD, "a@h"), 'N', 0, 0xD07DF7FBD, 7, "a@h", false, false},
 		{"255-byte name", newFrame(DefaultHiddenFlags, strings.Repeat("a", 253)+"@h"), 'N', 0, DefaultHiddenFlags, 7, strings.Repeat("a", 253) + "@h", true, false},
 	}
@@ -75,6 +74,31 @@ func TestParseCaptures(t *testing.T) {
 				t.Errorf("re-encode: %x, %v; want %x", again, err, tt.frame)
 			}
 		})
+	}
+}
+
+// TestScannerProbe pins ScannerProbe to the bytes and the decode of
+// erlang-dist-facts.md §4, since other packages send it as "the scanner".
+func TestScannerProbe(t *testing.T) {
+	want := []byte{0x00, 0x15, 'n', 0x00, 0x07, 0x00, 0x03, 0x49, 0x9c,
+		'A', 'A', 'A', 'A', 'A', 'A', '@', 'A', 'A', 'A', 'A', 'A', 'A', 'A'}
+	if !bytes.Equal(ScannerProbe, want) {
+		t.Fatalf("ScannerProbe = %x, want %x", ScannerProbe, want)
+	}
+	h, err := Parse(ScannerProbe)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if h.Tag != TagOld || h.Version != 7 || h.Flags != 0x0003499C || string(h.Name) != "AAAAAA@AAAAAAA" || h.Extra != nil {
+		t.Fatalf("decoded %+v", h)
+	}
+	if !h.Hidden() || h.NameMe() {
+		t.Errorf("hidden %v nameMe %v", h.Hidden(), h.NameMe())
+	}
+	// §4: the four OTP 25 mandatory flags it lacks, and nothing else.
+	missing := Mandatory25 &^ Effective(h.Flags)
+	if want := FlagExportPtrTag | FlagBitBinaries | FlagBigCreation | FlagHandshake23; missing != want {
+		t.Errorf("missing flags %#x, want %#x", missing, want)
 	}
 }
 
