@@ -199,13 +199,3 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
-
-func TestScannerProbe(t *testing.T) {
-	h, err := Parse(ScannerProbe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.Tag != TagOld || h.Version != 7 || h.Flags != 0x0003499C || string(h.Name) != "AAAAAA@AAAAAAA" {
-		t.Fatalf("scanner probe decoded as %+v", h)
-	}
-}
