@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
 	"github.com/distgate/distgate/policy"
@@ -256,6 +257,9 @@ func (l *Config) compile() []error {
 	default:
 		bad("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
 	}
+	// The level goes into every gate's settings, so a reload reaches each
+	// gate's logger; a bad word is reported above and never used.
+	level, _ := zerolog.ParseLevel(c.Log.Level)
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
@@ -284,7 +288,7 @@ func (l *Config) compile() []error {
 			}
 			names[g.Name] = true
 		}
-		cg, warnings, gerrs := compileGate(g, where, c.DrainTimeout.Duration)
+		cg, warnings, gerrs := compileGate(g, where, c.DrainTimeout.Duration, level)
 		errs = append(errs, gerrs...)
 		if g.Listen != "" {
 			if other, dup := listens[g.Listen]; dup {
@@ -304,7 +308,7 @@ func ptr[T any](v T) *T { return &v }
 
 // compileGate fills a gate's defaults and validates it.
 // Its warnings are things that are valid but probably not meant.
-func compileGate(g *Gate, where string, drain time.Duration) (Compiled, []string, []error) {
+func compileGate(g *Gate, where string, drain time.Duration, level zerolog.Level) (Compiled, []string, []error) {
 	var errs []error
 	// where is an argument, never part of the format: a gate's name may
 	// hold a '%'.
@@ -423,6 +427,7 @@ func compileGate(g *Gate, where string, drain time.Duration) (Compiled, []string
 			Rate:              rate.Limit(*g.Rate),
 			Burst:             *g.Burst,
 			DrainTimeout:      drain,
+			LogLevel:          level,
 		},
 	}, warnings, nil
 }

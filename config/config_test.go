@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -41,6 +43,9 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if s.Rules.Require.String() != "otp25" {
 		t.Errorf("require_flags default %v", s.Rules.Require)
+	}
+	if s.LogLevel != zerolog.InfoLevel {
+		t.Errorf("log.level default compiles to %v, want info", s.LogLevel)
 	}
 	if len(l.Warnings) != 0 {
 		t.Errorf("the default must not warn: %v", l.Warnings)
@@ -133,6 +138,11 @@ func TestEnvironment(t *testing.T) {
 	}
 	if l.Log.Level != "warn" || l.Log.Format != "console" || l.Metrics.Listen != "127.0.0.1:9568" {
 		t.Errorf("log/metrics from env: %+v %+v", l.Log, l.Metrics)
+	}
+	// The level reaches the gate through its settings, which a reload
+	// replaces: that is how a new level reaches a running gate's logger.
+	if g.Settings.LogLevel != zerolog.WarnLevel {
+		t.Errorf("gate settings' log level %v, want warn", g.Settings.LogLevel)
 	}
 
 	// DISTGATE_CONFIG picks the file; a flag wins over it.

@@ -32,8 +32,19 @@ func ParseRequire(s string) (Require, error) {
 	return 0, fmt.Errorf("%q is not one of none, otp25, otp26", s)
 }
 
+// String returns the config word for r, and "unknown" for a value that is
+// not one of the constants (a Require is a plain number: nothing stops a
+// caller from converting any byte to one).
 func (r Require) String() string {
-	return [...]string{"none", "otp25", "otp26"}[r]
+	switch r {
+	case RequireNone:
+		return "none"
+	case RequireOTP25:
+		return "otp25"
+	case RequireOTP26:
+		return "otp26"
+	}
+	return "unknown"
 }
 
 // mask returns the flags required of a message with the given tag. A legacy

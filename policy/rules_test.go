@@ -206,6 +206,16 @@ func TestParseRequire(t *testing.T) {
 	}
 }
 
+// TestRequireStringUnknown: a value that is none of the constants prints as
+// "unknown" instead of panicking, as a log or a config dump may print any.
+func TestRequireStringUnknown(t *testing.T) {
+	for _, r := range []Require{RequireOTP26 + 1, 200, 255} {
+		if got := r.String(); got != "unknown" {
+			t.Errorf("Require(%d).String() = %q, want \"unknown\"", uint8(r), got)
+		}
+	}
+}
+
 func TestCheck(t *testing.T) {
 	rules := &Rules{
 		Require: RequireOTP25,

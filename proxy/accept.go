@@ -1,107 +1,169 @@
 package proxy
 
+// The accept loop, and the checks made on the peer address alone (steps 1–4
+// of the life of a connection in design.md): allowlist, concurrency caps,
+// rate limit, handshake cap. They run right in the loop, on what accept
+// returned, so a denied connection costs one accept and one close and no
+// goroutine. A connection that passes gets an admission and its own
+// goroutine, which carries on in conn.go.
+
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
-	"os"
+	"syscall"
+	"time"
+
+	"github.com/distgate/distgate/policy"
 )
 
-// acceptor yields the connections a gate accepts. The checks that need no
-// read run on what accept returns (the peer address) before anything else is
-// built, so a denial costs as little as the platform allows.
-type acceptor interface {
-	accept() (pending, error)
-	close() error
+// acceptLoop accepts until the acceptor is closed (ctx ended) or fails for
+// good, and returns that error.
+func (g *Gate) acceptLoop(ctx context.Context, a acceptor) error {
+	bo := backoff{ctx: ctx, g: g}
+	for {
+		p, err := a.accept()
+		if errors.Is(err, errNotTCP) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			bo.wait(err)
+			continue
+		}
+		g.take(ctx, &p, &bo)
+	}
 }
 
-// pending is an accepted connection the gate has not decided to keep yet:
-// either a *net.TCPConn, or (Linux) a bare socket that becomes one only when
-// the connection passes the checks made at accept.
-type pending struct {
-	c    *net.TCPConn // nil for a bare socket
-	fd   int          // the bare socket; -1 when c is set
-	f    *os.File     // the bare socket as a file, once conn has been tried
-	peer netip.AddrPort
-}
+// take decides on one accepted connection with the checks that need no
+// read and, if it passes them, starts its life (serve, conn.go) on a
+// goroutine of its own, which takes the admission over.
+func (g *Gate) take(ctx context.Context, p *pending, bo *backoff) {
+	start := time.Now()
+	s := g.settings.Load()
+	adm, r := g.admit(p.peer.Addr(), s, start)
+	if r != policy.Admitted {
+		p.drop(s.Reset)
+		g.denied(p.peer, r, start, nil, nil)
+		bo.reset()
+		return
+	}
+	defer adm.release() // given back here unless the goroutine below took it
 
-// errNotTCP is returned for a listener that yields something other than TCP.
-var errNotTCP = errors.New("accepted a non-TCP connection")
-
-// stdAcceptor accepts through the net package.
-type stdAcceptor struct{ ln net.Listener }
-
-func (a stdAcceptor) accept() (pending, error) {
-	c, err := a.ln.Accept()
+	// A bare socket becomes a *net.TCPConn here, which takes one more
+	// descriptor: when there is none, hold the connection (it is no worse
+	// off than in the listen backlog) and back off.
+	c, err := p.conn()
+	for err != nil && ctx.Err() == nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
+		bo.wait(err)
+		c, err = p.conn()
+	}
 	if err != nil {
-		return pending{fd: -1}, err
+		p.drop(true)
+		g.log().Warn().Err(err).Msg("accept")
+		return
 	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		_ = c.Close()
-		return pending{fd: -1}, errNotTCP
-	}
-	return pending{c: tc, fd: -1, peer: remoteAddrPort(tc)}, nil
+	bo.reset()
+	go g.serve(&conn{client: c, peer: p.peer, start: start, s: s, adm: adm.move()})
 }
 
-func (a stdAcceptor) close() error { return a.ln.Close() }
-
-// remoteAddrPort returns the peer's address (IPv4-mapped IPv6 unmapped) and
-// port; the zero value, never allowed, if it cannot be read.
-func remoteAddrPort(c *net.TCPConn) netip.AddrPort {
-	ta, ok := c.RemoteAddr().(*net.TCPAddr)
-	if !ok {
-		return netip.AddrPort{}
+// admit runs steps 1–4 on src under s: the allowlist, the gate's and the
+// source's concurrency caps, the source's rate, and the handshake cap shared
+// by all gates. Slots are taken here and nowhere else; on Admitted the
+// returned admission holds them, otherwise nothing is held.
+func (g *Gate) admit(src netip.Addr, s *Settings, now time.Time) (admission, policy.Reason) {
+	if !s.Rules.SourceAllowed(src) {
+		return admission{}, policy.SourceNotAllowed
 	}
-	ap := ta.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if r := g.conns.Acquire(src, s.MaxConns, s.MaxConnsPerSource); r != policy.Admitted {
+		return admission{}, r
+	}
+	r := policy.Admitted
+	if !g.limiter.Allow(src, now) {
+		r = policy.RateLimited
+	} else if !g.hs.Acquire(src) {
+		r = policy.TooManyHandshakes
+	}
+	if r != policy.Admitted {
+		g.conns.Release(src)
+		return admission{}, r
+	}
+	g.wg.Add(1)
+	return admission{g: g, src: src, handshake: true}, policy.Admitted
 }
 
-// drop closes a connection that was denied at accept, with RST if reset.
-func (p *pending) drop(reset bool) {
-	switch {
-	case p.c != nil:
-		if reset {
-			_ = p.c.SetLinger(0)
-		}
-		_ = p.c.Close()
-	case p.f != nil:
-		if reset {
-			lingerZero(p.fd)
-		}
-		_ = p.f.Close()
-	default:
-		if reset {
-			lingerZero(p.fd)
-		}
-		closeSocket(p.fd)
+// admission is everything a connection holds of its gate, from the checks
+// at accept to its end: its place in the gate's and its source's
+// concurrency counts (policy.Conns), a handshake slot (policy.Handshakes)
+// until its first message has been read, its entry among the live sessions
+// once it is admitted, and its place among the connections Serve waits for.
+//
+// Only admit takes these. release gives back whatever is still held and
+// forgets it, and move hands everything to a new owner, leaving the old one
+// holding nothing; so each owner defers one release, and nothing is given
+// back twice. An admission is never copied (only moved) and is used by one
+// goroutine at a time.
+type admission struct {
+	g         *Gate // nil once given back (or moved away)
+	src       netip.Addr
+	handshake bool     // holds a handshake slot
+	live      *session // registered in g.live
+}
+
+// handshakeDone gives back the handshake slot, once the first message has
+// been read (or could not be).
+func (a *admission) handshakeDone() {
+	if a.handshake {
+		a.handshake = false
+		a.g.hs.Release(a.src)
 	}
 }
 
-// conn returns the connection as a *net.TCPConn, building it from the bare
-// socket if need be. On error nothing is closed: with EMFILE the caller may
-// back off and try again, as it would for an accept that failed.
-func (p *pending) conn() (*net.TCPConn, error) {
-	if p.c != nil {
-		// Keep-alive is turned on only now, for connections that passed
-		// the accept checks, so a denial costs no setsockopt calls (the
-		// listener has it off). net.FileConn below turns it on itself.
-		_ = p.c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
-		return p.c, nil
+// release gives back everything a still holds. It may be called any number
+// of times.
+func (a *admission) release() {
+	g := a.g
+	if g == nil {
+		return
 	}
-	if p.f == nil {
-		p.f = os.NewFile(uintptr(p.fd), "conn")
+	a.handshakeDone()
+	if a.live != nil {
+		g.forget(a.live)
 	}
-	c, err := net.FileConn(p.f) // duplicates the descriptor
-	if err != nil {
-		return nil, err
-	}
-	_ = p.f.Close()
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		_ = c.Close()
-		return nil, errNotTCP
-	}
-	p.c, p.f = tc, nil
-	return tc, nil
+	g.conns.Release(a.src)
+	*a = admission{}
+	g.wg.Done()
 }
+
+// move returns what a holds and leaves a holding nothing.
+func (a *admission) move() admission {
+	m := *a
+	*a = admission{}
+	return m
+}
+
+// backoff paces the accept loop after an error such as EMFILE, ENFILE or
+// ECONNABORTED, as net/http does, instead of spinning; the loop keeps
+// serving once the error passes.
+type backoff struct {
+	ctx context.Context
+	g   *Gate
+	d   time.Duration
+}
+
+// wait logs err and sleeps for a delay that doubles from 5 ms to 1 s, or
+// until the context ends.
+func (b *backoff) wait(err error) {
+	b.d = min(max(2*b.d, 5*time.Millisecond), time.Second)
+	b.g.log().Warn().Err(err).Dur("retry_in", b.d).Msg("accept")
+	select {
+	case <-time.After(b.d):
+	case <-b.ctx.Done():
+	}
+}
+
+// reset starts the next error's backoff from the shortest delay.
+func (b *backoff) reset() { b.d = 0 }

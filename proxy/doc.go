@@ -1,5 +1,19 @@
 // Package proxy owns distgate's sockets: the accept loop of each gate, the
-// exact read of the first handshake message under a deadline, the dial to the
-// upstream node and the zero-copy splice between the two raw TCP connections.
-// Decisions are delegated to package policy.
+// exact read of the first handshake message under a deadline, the dial to
+// the upstream node, and the hand-over of the two raw TCP connections to a
+// forward.Forwarder. Decisions are delegated to package policy.
+//
+// The files follow a connection through a gate; read them in this order:
+//
+//	gate.go      Gate, Config, NewGate, Update, Serve
+//	accept.go    the accept loop and the checks on the peer address alone
+//	             (steps 1–4), and the admission a passing connection holds
+//	conn.go      one connection's life, top to bottom: the first message,
+//	             flags, name, dial, the first message upstream, forwarding,
+//	             the end
+//	sessions.go  live connections: revocation, the drain, byte counts
+//	logging.go   denied, admitted and closed lines, and denial sampling
+//
+// and, underneath: acceptor*.go (accept4 on Linux), handshake.go (the
+// exact read), progress_*.go (TCP_INFO), settings.go, observer.go.
 package proxy

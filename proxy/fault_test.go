@@ -28,7 +28,7 @@ func leakCheck(t *testing.T) {
 
 // idle waits until the gate holds nothing: no live session, no counted
 // connection, no handshake slot.
-func idle(t *testing.T, h *harness, hs *Handshakes) {
+func idle(t *testing.T, h *harness, hs *policy.Handshakes) {
 	t.Helper()
 	waitUntil(t, "the gate to let go of everything", func() bool {
 		return h.g.Live() == 0 && h.g.conns.Total() == 0 && hs.InProgress() == 0
@@ -36,7 +36,7 @@ func idle(t *testing.T, h *harness, hs *Handshakes) {
 }
 
 // inFlight fills both directions with more than the socket buffers hold,
-// so both copies are in the middle of a splice when the RST comes.
+// so both directions are in the middle of forwarding when the RST comes.
 func inFlight(t *testing.T, c, u *net.TCPConn) {
 	t.Helper()
 	big := randBytes(4 << 20)
@@ -96,7 +96,7 @@ func TestResetMidSplice(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			leakCheck(t)
 			up := newUpstream(t, "127.0.0.1:0")
-			hs := NewHandshakes(8)
+			hs := policy.NewHandshakes(8)
 			h := startGate(t, up.addr(), settings(rules(policy.RequireOTP25, allow(t, []string{"127.0.0.2"}))),
 				withHandshakes(hs))
 			c, u := admit(t, h, up, "127.0.0.2", "a@h")
@@ -137,7 +137,7 @@ func TestResetMidSplice(t *testing.T) {
 func TestVanishMidHandshake(t *testing.T) {
 	leakCheck(t)
 	up := newUpstream(t, "127.0.0.1:0")
-	hs := NewHandshakes(8)
+	hs := policy.NewHandshakes(8)
 	h := startGate(t, up.addr(), settings(rules(policy.RequireOTP25, allow(t, []string{"127.0.0.2", "127.0.0.3"}))),
 		withHandshakes(hs))
 	m := hello(t, "a@h")

@@ -206,7 +206,7 @@ func TestTooManyConnsPerSource(t *testing.T) {
 func TestTooManyHandshakes(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t, "127.0.0.1:0")
-	hs := NewHandshakes(1) // shared by both gates
+	hs := policy.NewHandshakes(1) // shared by both gates
 	r := rules(policy.RequireOTP25, allow(t, []string{"127.0.0.0/8"}))
 	ha := startGate(t, up.addr(), settings(r), withHandshakes(hs), withName("a"))
 	hb := startGate(t, up.addr(), settings(r), withHandshakes(hs), withName("b"))
@@ -482,8 +482,8 @@ func TestShutdownDrains(t *testing.T) {
 	const drain = 400 * time.Millisecond
 	s := settings(rules(policy.RequireOTP25, allow(t, []string{"127.0.0.2"})))
 	s.DrainTimeout = drain
-	// Hold the connection's goroutine once its copy has ended, to see that
-	// Serve waits for it.
+	// Hold the connection's end once forwarding is done, to see that Serve
+	// waits for it.
 	held, release := make(chan struct{}), make(chan struct{})
 	obs := newTestObs()
 	obs.onMoved = func() { close(held); <-release }
@@ -535,7 +535,8 @@ func TestShutdownDrains(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Errorf("Serve returned %v, want nil", err)
 	}
-	for _, f := range []string{"proxy.copyHalf(", "proxy.pipe(", "proxy.readFrame(", "proxy.(*Gate).acceptLoop("} {
+	// Nothing of the gate's, nor of its own forwarder, may still run.
+	for _, f := range []string{"distgate/forward.", "proxy.readFrame(", "proxy.(*Gate)."} {
 		if bytes.Contains(stacks, []byte(f)) {
 			t.Errorf("Serve returned while a goroutine was still in %s:\n%s", f, stacks)
 		}

@@ -3,11 +3,8 @@ package proxy
 import (
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/distgate/distgate/wire"
 )
@@ -20,7 +17,7 @@ func putFrameBuf(b *[wire.MaxFrame]byte) { framePool.Put(b) }
 // readFrame reads exactly one handshake message from c into buf before
 // deadline: the 2-byte length, vetted before anything else is read, then
 // exactly that many bytes. It never reads past the message, so nothing is
-// left in a buffer that the splice would have to replay. The deadline is
+// left in a buffer that the forwarder would have to replay. The deadline is
 // cleared on success. The returned slice aliases buf and includes the prefix.
 func readFrame(c *net.TCPConn, buf *[wire.MaxFrame]byte, deadline time.Time) ([]byte, error) {
 	if err := c.SetReadDeadline(deadline); err != nil {
@@ -40,26 +37,4 @@ func readFrame(c *net.TCPConn, buf *[wire.MaxFrame]byte, deadline time.Time) ([]
 		return nil, err
 	}
 	return buf[:2+n], nil
-}
-
-// withRemote adds the peer's address:port without allocating a string.
-func withRemote(ev *zerolog.Event, peer netip.AddrPort) *zerolog.Event {
-	var a [64]byte
-	return ev.Bytes("remote", peer.AppendTo(a[:0]))
-}
-
-// logHandshake adds what the first message said. Names reaching here passed
-// wire.Parse, so they are visible ASCII; zerolog escapes quotes and
-// backslashes for JSON.
-func logHandshake(ev *zerolog.Event, h *wire.Handshake) *zerolog.Event {
-	var f [8]byte
-	fb := f[:]
-	tag := "N"
-	if h.Tag == wire.TagOld {
-		tag, fb = "n", f[4:]
-	}
-	for i := range fb {
-		fb[len(fb)-1-i] = byte(h.Flags >> (8 * i))
-	}
-	return ev.Bytes("node", h.Name).Str("tag", tag).Hex("flags", fb).Bool("hidden", h.Hidden())
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/time/rate"
 
+	"github.com/distgate/distgate/forward"
 	"github.com/distgate/distgate/policy"
 	"github.com/distgate/distgate/wire"
 )
@@ -119,7 +119,8 @@ type testObs struct {
 	limiterReports int
 
 	// onMoved, if set before the gate starts, runs at the start of Moved,
-	// on the connection's goroutine: a test can hold that goroutine there.
+	// on the goroutine that ends the connection: a test can hold the
+	// connection's end there.
 	onMoved func()
 }
 
@@ -392,7 +393,8 @@ type harness struct {
 type gateConf struct {
 	name         string
 	listen       string
-	hs           *Handshakes
+	hs           *policy.Handshakes
+	fwd          forward.Forwarder
 	summaryEvery time.Duration
 	logTo        io.Writer
 	obs          *testObs
@@ -402,7 +404,9 @@ type gateOpt func(*gateConf)
 
 func withListen(addr string) gateOpt { return func(c *gateConf) { c.listen = addr } }
 
-func withHandshakes(hs *Handshakes) gateOpt { return func(c *gateConf) { c.hs = hs } }
+func withHandshakes(hs *policy.Handshakes) gateOpt { return func(c *gateConf) { c.hs = hs } }
+
+func withForwarder(f forward.Forwarder) gateOpt { return func(c *gateConf) { c.fwd = f } }
 
 func withSummaryEvery(d time.Duration) gateOpt { return func(c *gateConf) { c.summaryEvery = d } }
 
@@ -428,8 +432,8 @@ func startGate(t testing.TB, upstream string, s *Settings, opts ...gateOpt) *har
 	if conf.logTo != nil {
 		w = conf.logTo
 	}
-	h.g = NewGate(conf.name, upstream, s, zerolog.New(w), h.obs, conf.hs)
-	h.g.SummaryEvery = conf.summaryEvery
+	h.g = NewGate(Config{Name: conf.name, Upstream: upstream, Settings: s, Log: zerolog.New(w),
+		Observer: h.obs, Handshakes: conf.hs, Forwarder: conf.fwd, SummaryEvery: conf.summaryEvery})
 	ln, err := net.Listen("tcp", conf.listen)
 	if err != nil {
 		t.Fatalf("gate listen %s: %v", conf.listen, err)
@@ -477,26 +481,4 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-// procIO reads this process's I/O counters (rchar, wchar, syscr, ...).
-func procIO(t testing.TB) map[string]int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Fatalf("read /proc/self/io: %v", err)
-	}
-	m := make(map[string]int64)
-	for line := range strings.Lines(string(b)) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ": ")
-		if !ok {
-			continue
-		}
-		var n int64
-		for _, ch := range v {
-			n = n*10 + int64(ch-'0')
-		}
-		m[k] = n
-	}
-	return m
 }

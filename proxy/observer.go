@@ -12,7 +12,8 @@ type Observer interface {
 	// Decided is called once per connection when it is admitted (reason
 	// policy.Admitted) or denied, with the time from accept to the decision.
 	Decided(r policy.Reason, d time.Duration)
-	// Moved adds bytes spliced client→node (in) and node→client (out).
+	// Moved adds bytes forwarded client→node (in) and node→client (out):
+	// for a live connection once per summary period, the rest when it ends.
 	Moved(in, out int64)
 	// Active is called with +1 when a connection is admitted and -1 when it ends.
 	Active(delta int)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
 	"github.com/distgate/distgate/policy"
@@ -26,6 +27,9 @@ type Settings struct {
 	Rate              rate.Limit
 	Burst             int
 	DrainTimeout      time.Duration // after shutdown begins, how long live connections may go on
+	// LogLevel is the least severe level the gate logs; it replaces the
+	// level of Config.Log. Zero is zerolog.DebugLevel: every line.
+	LogLevel zerolog.Level
 }
 
 func (s *Settings) handshakeTimeout() time.Duration {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/metrics"
+	"github.com/distgate/distgate/policy"
 	"github.com/distgate/distgate/proxy"
 )
 
@@ -22,9 +23,9 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	if c.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: time.RFC3339}
 	}
-	// The level is process-wide so a reload reaches every gate's logger.
-	zerolog.SetGlobalLevel(parseLevel(c.Level))
-	return zerolog.New(w).With().Timestamp().Logger()
+	// Each gate sets its own logger's level from its settings, again on
+	// each reload; this one's is set for run's own lines.
+	return zerolog.New(w).Level(parseLevel(c.Level)).With().Timestamp().Logger()
 }
 
 func parseLevel(s string) zerolog.Level {
@@ -82,10 +83,11 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 		}
 	}
 
-	hs := proxy.NewHandshakes(*l.MaxHandshakes)
+	hs := policy.NewHandshakes(*l.MaxHandshakes)
 	gates := make([]*proxy.Gate, len(l.Gates))
 	for i, cg := range l.Gates {
-		gates[i] = proxy.NewGate(cg.Name, cg.Upstream, cg.Settings, log, reg.Gate(cg.Name), hs)
+		gates[i] = proxy.NewGate(proxy.Config{Name: cg.Name, Upstream: cg.Upstream, Settings: cg.Settings,
+			Log: log, Observer: reg.Gate(cg.Name), Handshakes: hs})
 	}
 
 	var wg sync.WaitGroup
@@ -133,7 +135,7 @@ loop:
 			}
 			reg.Reload(true)
 			l = nl
-			zerolog.SetGlobalLevel(parseLevel(l.Log.Level))
+			log = log.Level(parseLevel(l.Log.Level))
 			for _, w := range l.Warnings {
 				log.Warn().Str("config", l.Source).Msg(w)
 			}

@@ -1,10 +1,8 @@
-package proxy
+package policy
 
 import (
 	"net/netip"
 	"sync"
-
-	"github.com/distgate/distgate/policy"
 )
 
 // Handshakes caps the connections, across all gates, that are between accept
@@ -12,12 +10,12 @@ import (
 // until handshake_timeout; the cap keeps them from taking every file
 // descriptor.
 //
-// A quarter of the slots is kept for sources (keys, see policy.Key) that
-// hold none: a source already in a handshake gets a slot only while fewer
-// than max minus that reserve are taken. So silent clients from a few
-// sources cannot lock an operator at another source out; that takes more
-// attacking sources than the reserve (33 for the default 128). A nil
-// *Handshakes has no cap. It is safe for concurrent use.
+// A quarter of the slots is kept for sources (keys, see Key) that hold none:
+// a source already in a handshake gets a slot only while fewer than max minus
+// that reserve are taken. So silent clients from a few sources cannot lock an
+// operator at another source out; that takes more attacking sources than the
+// reserve (33 for the default 128). A nil *Handshakes has no cap. It is safe
+// for concurrent use.
 type Handshakes struct {
 	max, reserve int
 
@@ -34,12 +32,13 @@ func NewHandshakes(max int) *Handshakes {
 	return &Handshakes{max: max, reserve: max / 4, per: make(map[netip.Addr]int)}
 }
 
-// acquire takes a slot for a connection from src, if the cap allows.
-func (h *Handshakes) acquire(src netip.Addr) bool {
+// Acquire takes a slot for a connection from src, if the cap allows. Each
+// true result must be paired with one Release(src).
+func (h *Handshakes) Acquire(src netip.Addr) bool {
 	if h == nil {
 		return true
 	}
-	k := policy.Key(src)
+	k := Key(src)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	held := h.per[k]
@@ -51,12 +50,12 @@ func (h *Handshakes) acquire(src netip.Addr) bool {
 	return true
 }
 
-// release gives back a slot acquire(src) took.
-func (h *Handshakes) release(src netip.Addr) {
+// Release gives back a slot Acquire(src) took.
+func (h *Handshakes) Release(src netip.Addr) {
 	if h == nil {
 		return
 	}
-	k := policy.Key(src)
+	k := Key(src)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.n--

@@ -1,4 +1,4 @@
-package proxy
+package policy
 
 import (
 	"net/netip"
@@ -14,42 +14,42 @@ func TestHandshakesReserve(t *testing.T) {
 	d := netip.MustParseAddr("127.0.0.5")
 	h := NewHandshakes(8) // 6 shared, 2 kept for sources holding none
 	for i := range 6 {
-		if !h.acquire(a) {
+		if !h.Acquire(a) {
 			t.Fatalf("a: slot %d refused, want the 6 shared ones", i+1)
 		}
 	}
-	if h.acquire(a) {
+	if h.Acquire(a) {
 		t.Fatal("a took a 7th slot: a source already in a handshake may not use the reserve")
 	}
-	if !h.acquire(b) {
+	if !h.Acquire(b) {
 		t.Fatal("b, holding none, was refused a kept slot")
 	}
-	if h.acquire(b) {
+	if h.Acquire(b) {
 		t.Fatal("b took a second kept slot")
 	}
-	if !h.acquire(c) {
+	if !h.Acquire(c) {
 		t.Fatal("c, holding none, was refused the last kept slot")
 	}
-	if h.acquire(d) || h.InProgress() != 8 {
+	if h.Acquire(d) || h.InProgress() != 8 {
 		t.Fatalf("d got a slot past the cap (in progress %d)", h.InProgress())
 	}
-	h.release(a)
-	if h.acquire(a) {
+	h.Release(a)
+	if h.Acquire(a) {
 		t.Fatal("a took a slot freed below the cap while it still holds 5")
 	}
-	if !h.acquire(d) {
+	if !h.Acquire(d) {
 		t.Fatal("d, holding none, was refused the freed slot")
 	}
 	for range 5 {
-		h.release(a)
+		h.Release(a)
 	}
-	h.release(b)
-	h.release(c)
-	h.release(d)
+	h.Release(b)
+	h.Release(c)
+	h.Release(d)
 	if h.InProgress() != 0 || len(h.per) != 0 {
 		t.Fatalf("after every release: %d in progress, %d sources held", h.InProgress(), len(h.per))
 	}
-	if !h.acquire(a) {
+	if !h.Acquire(a) {
 		t.Fatal("a refused once everything was released")
 	}
 }
@@ -61,14 +61,14 @@ func TestHandshakesIPv6Key(t *testing.T) {
 	x2 := netip.MustParseAddr("2001:db8::2")
 	y := netip.MustParseAddr("2001:db8:0:1::1")
 	for range 3 {
-		if !h.acquire(x1) {
+		if !h.Acquire(x1) {
 			t.Fatal("x1 refused a shared slot")
 		}
 	}
-	if h.acquire(x2) {
+	if h.Acquire(x2) {
 		t.Fatal("x2, in x1's /64, used the kept slot")
 	}
-	if !h.acquire(y) {
+	if !h.Acquire(y) {
 		t.Fatal("y, another /64, was refused the kept slot")
 	}
 }
@@ -79,16 +79,16 @@ func TestHandshakesNoCap(t *testing.T) {
 	h := NewHandshakes(0)
 	a := netip.MustParseAddr("127.0.0.2")
 	for range 1000 {
-		if !h.acquire(a) {
+		if !h.Acquire(a) {
 			t.Fatal("no cap refused")
 		}
 	}
-	h.release(a)
+	h.Release(a)
 	if h.InProgress() != 0 {
 		t.Fatal("nil InProgress != 0")
 	}
 	one := NewHandshakes(1)
-	if !one.acquire(a) || one.acquire(netip.MustParseAddr("127.0.0.3")) {
+	if !one.Acquire(a) || one.Acquire(netip.MustParseAddr("127.0.0.3")) {
 		t.Fatal("a cap of 1 must give its one slot to the first source and none to a second")
 	}
 }
