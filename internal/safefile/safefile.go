@@ -122,7 +122,7 @@ func read(path string, max int64, private bool) ([]byte, error) {
 // check refuses a file that is not regular, is over max, or (private) gives
 // group or others access.
 func check(path string, st *unix.Stat_t, max int64, private bool) error {
-	if t := st.Mode & unix.S_IFMT; t != unix.S_IFREG {
+	if t := uint32(st.Mode) & unix.S_IFMT; t != unix.S_IFREG {
 		return &Error{Path: path, Detail: "is " + typeName(t) + ", not a regular file", Kind: ErrNotRegular}
 	}
 	if st.Size > max {
