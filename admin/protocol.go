@@ -6,6 +6,25 @@
 // The protocol is one JSON request and one JSON response per connection.
 // The Status document is a public interface: its field names are stable
 // and documented in docs/OPERATIONS.md (status -json).
+//
+// The daemon listens before it starts its gates (a clash is a start-up
+// error) and serves until shutdown:
+//
+//	s, err := admin.Listen(path)
+//	s.OnError = func(err error) { log.Warn().Err(err).Msg("admin socket") }
+//	go s.Serve(ctx, backend) // removes the socket when ctx ends
+//
+// and the command line dispatches to a CLI that reads [admin] socket
+// through the configuration package:
+//
+//	cli := admin.CLI{ConfigSocket: func(path string, environ []string) (string, error) {
+//		c, err := config.Load(path, environ)
+//		if err != nil {
+//			return "", err
+//		}
+//		return c.Admin.Socket, nil
+//	}}
+//	os.Exit(cli.Ban(args, os.Environ(), os.Stdout, os.Stderr))
 package admin
 
 import (

@@ -150,7 +150,7 @@ func fileKind(m fs.FileMode) string {
 // Serve answers requests with b until ctx is done, then stops accepting,
 // waits for the requests in progress (each is bounded by a deadline),
 // closes the listener and removes the socket file. It returns nil when it
-// stopped because ctx ended or Close was called.
+// stopped because ctx ended or Close was called. Call it once.
 func (s *Server) Serve(ctx context.Context, b Backend) error {
 	stop := context.AfterFunc(ctx, func() { _ = s.ln.Close() })
 	defer stop()

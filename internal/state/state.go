@@ -1,6 +1,24 @@
 // Package state keeps the gates' bans across restarts (the top-level
 // state_file): a small versioned JSON document, written atomically by a
 // Writer that coalesces changes, and loaded whole or not at all.
+//
+// At start the daemon loads the file and restores each gate's bans, then
+// keeps a Writer until shutdown:
+//
+//	s, err := state.Load(path, len(gates), time.Now())
+//	switch {
+//	case errors.Is(err, fs.ErrNotExist): // first start
+//	case err != nil:
+//		log.Warn().Err(err).Msg("state file ignored") // start with no bans
+//	default:
+//		for name, bans := range s { table[name].Restore(bans, time.Now()) }
+//	}
+//	w := state.NewWriter(path, snapshot, func(err error) { log.Warn().Err(err).Msg("state file") })
+//	defer w.Close()
+//
+// where snapshot returns every gate's Bans.List(time.Now()). Call
+// w.Changed() after each ban, unban, and reload that lifted bans; bans that
+// expire need no write, since Load drops them.
 package state
 
 import (
