@@ -202,10 +202,10 @@ type half struct {
 	// drain: read until EAGAIN or EOF even after a short read, because a
 	// FIN (or an error) may already be queued behind the data and raise no
 	// new edge. Set at the start and by RDHUP, HUP and ERR.
-	drain bool
-	eof      bool // the source sent its FIN
-	shut     bool // the FIN was passed on: this direction is done
-	queued   bool // in the loop's ready list
+	drain  bool
+	eof    bool // the source sent its FIN
+	shut   bool // the FIN was passed on: this direction is done
+	queued bool // in the loop's ready list
 }
 
 func (h *half) pending() bool { return h.off < len(h.buf) }
