@@ -560,3 +560,59 @@ func TestStartAfterClose(t *testing.T) {
 	eof(t, ch.client, "client")
 	eof(t, ch.upstream, "upstream")
 }
+
+// TestStopRace: pairs that end by themselves while Stop is called from
+// other goroutines, all started at once: done is called once for each.
+func TestStopRace(t *testing.T) {
+	const pairs = 50
+	each(t, func(t *testing.T, f Forwarder) {
+		ln := newListener(t)
+		chains := make([]chain, pairs)
+		for i := range chains {
+			chains[i] = newChain(t, ln)
+		}
+		runs := make([]*run, pairs)
+		var wg sync.WaitGroup
+		for i := range chains {
+			wg.Go(func() { runs[i] = start(t, f, chains[i].pair) })
+		}
+		wg.Wait()
+		for i, ch := range chains {
+			wg.Go(func() {
+				_ = ch.client.CloseWrite()
+				_ = ch.upstream.CloseWrite()
+			})
+			if i%2 == 0 {
+				wg.Go(runs[i].h.Stop)
+			}
+		}
+		wg.Wait()
+		for _, r := range runs {
+			r.wait(t)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range runs {
+			if n := r.calls.Load(); n != 1 {
+				t.Errorf("pair %d: done called %d times, want once", i, n)
+			}
+		}
+	})
+}
+
+// TestStartFails: a Pair whose connection is already closed is refused,
+// the other connection is closed, and done is never called.
+func TestStartFails(t *testing.T) {
+	u, err := NewUser()
+	if err != nil {
+		t.Skip(err)
+	}
+	defer u.Close()
+	ch := newChain(t, newListener(t))
+	_ = ch.pair.Client.Close()
+	if _, err := u.Start(ch.pair, func(Result) { t.Error("done called after a failed Start") }); err == nil {
+		t.Fatal("Start with a closed client connection succeeded")
+	}
+	eof(t, ch.upstream, "upstream")
+}
