@@ -1,3 +1,5 @@
+//go:build linux
+
 package forward
 
 import (
@@ -319,8 +321,9 @@ func BenchmarkUserBuffer(b *testing.B) {
 	}
 }
 
-// BenchmarkUserLoops: one loop against one per GOMAXPROCS, with one pair
-// and with several busy at once, to choose NewUser's loop count.
+// BenchmarkUserLoops: one loop against one per GOMAXPROCS (at least two),
+// with one pair and with several busy at once, to choose NewUser's loop
+// count.
 func BenchmarkUserLoops(b *testing.B) {
 	counts := []int{1, max(runtime.GOMAXPROCS(0), 2)}
 	for _, pairs := range []int{1, 8} {

@@ -95,11 +95,16 @@ type User struct {
 
 var _ Forwarder = (*User)(nil)
 
-// NewUser starts the event loops, one per GOMAXPROCS. One loop forwards on
-// one core at most: two busy pairs moved about twice the bytes with two
-// loops on two cores, and eight pairs in ping-pong had a lower p50, while a
-// single pair's round trip was the same either way (BenchmarkUserLoops).
-func NewUser() (*User, error) { return newUser(runtime.GOMAXPROCS(0), DefaultUserBuffer) }
+// NewUser starts the event loop. One loop, not one per core: on the two
+// shared cores distgate runs on, a second loop bought nothing for one pair
+// (64-byte round trip p50 53 µs either way) or for two pairs in bulk
+// (about 660 MB/s either way), and with eight pairs in ping-pong it cut
+// p50 by a tenth but raised p99 by a third and the forwarder's CPU per
+// round trip by half, since one loop collects several pairs' events in
+// one epoll_wait (BenchmarkUserLoops, 7-9 alternating rounds). One loop
+// forwards roughly 1.8 GiB/s on one core at 0.55 s of CPU per GiB, more than
+// a node's distribution traffic.
+func NewUser() (*User, error) { return newUser(1, DefaultUserBuffer) }
 
 // newUser starts loops event loops reading into buffers of bufSize bytes.
 func newUser(loops, bufSize int) (*User, error) {
@@ -123,8 +128,10 @@ func (*User) Path() string { return "user" }
 // Start implements Forwarder. The sockets leave Go's poller: Start
 // duplicates each descriptor (the duplicate shares the non-blocking file
 // description) and closes the *net.TCPConn, whose own descriptor is taken
-// out of Go's epoll set first. The early bytes are read from p's slices
-// until they are written; the caller must not change them.
+// out of Go's epoll set first. From then on the pair is reached through
+// the Handle only: closing p's conns, setting deadlines on them or reading
+// their TCP_INFO no longer touches the sockets. The early bytes are read
+// from p's slices until they are written; the caller must not change them.
 func (u *User) Start(p Pair, done func(Result)) (Handle, error) {
 	cfd, cerr := detach(p.Client)
 	ufd, uerr := detach(p.Upstream)
