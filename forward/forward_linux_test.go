@@ -152,14 +152,15 @@ func TestIdlePairs(t *testing.T) {
 		deadline := time.Now().Add(waitTimeout)
 		for {
 			extraG = runtime.NumGoroutine() - baseG
-			if _, ok := f.(*User); !ok || extraG == 0 || time.Now().After(deadline) {
+			if _, ok := f.(*User); !ok || extraG <= 0 || time.Now().After(deadline) {
 				break
 			}
 			runtime.Gosched()
 		}
 		t.Logf("%d idle pairs: %.1f descriptors and %.2f goroutines each", pairs, perPair, float64(extraG)/pairs)
 		if _, ok := f.(*User); ok {
-			if sockets != 2*pairs || pipes != 0 || extraG != 0 {
+			// A goroutine left by an earlier test may end meanwhile.
+			if sockets != 2*pairs || pipes != 0 || extraG > 0 {
 				t.Errorf("%d idle pairs hold %d sockets, %d pipes and %d goroutines in all, want %d, 0 and 0", pairs, sockets, pipes, extraG, 2*pairs)
 			}
 		}
