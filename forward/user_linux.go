@@ -173,7 +173,8 @@ func (u *User) pick() *loop {
 }
 
 // Close implements Forwarder: it stops every pair still running, waits
-// for their done callbacks and ends the loops. Start fails afterwards.
+// for their done callbacks and ends the loops; so it must not be called
+// from a done callback. Start fails afterwards.
 func (u *User) Close() error {
 	u.closing.Do(func() {
 		for _, l := range u.loops {
