@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -437,8 +436,8 @@ func compileGate(g *Gate, where string, drain time.Duration) (Compiled, []string
 	}
 	if g.Upstream == "" {
 		bad("upstream: must be set")
-	} else if _, port, err := net.SplitHostPort(g.Upstream); err != nil || port == "" || port == "0" {
-		bad("upstream: %q is not a host:port", g.Upstream)
+	} else if _, err := splitUpstream(g.Upstream); err != nil {
+		bad("upstream: %q: %v", g.Upstream, err)
 	}
 	durationKey := func(key string, d **Duration, def time.Duration) {
 		if *d == nil {

@@ -106,9 +106,15 @@ func configFlags(name string, args []string, stderr io.Writer) (string, error) {
 	return *path, nil
 }
 
+// loadOrUsage loads the configuration and resolves the upstreams that are
+// host names, as check and the start of run do (a reload does not resolve:
+// upstreams cannot change on reload).
 func loadOrUsage(path string, environ []string) (*config.Config, error) {
 	l, err := config.Load(path, environ)
 	if err != nil {
+		return nil, configErr(err)
+	}
+	if err := l.ResolveUpstreams(context.Background(), nil); err != nil {
 		return nil, configErr(err)
 	}
 	return l, nil
