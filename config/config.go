@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,18 +155,18 @@ type Allow struct {
 
 // envConfig holds the DISTGATE_* variables.
 type envConfig struct {
-	Config        string   `env:"CONFIG"`
-	LogLevel      string   `env:"LOG_LEVEL"`
-	LogFormat     string   `env:"LOG_FORMAT"`
-	MetricsListen string   `env:"METRICS_LISTEN"`
-	Forward       string   `env:"FORWARD"`
-	StateFile     string   `env:"STATE_FILE"`
-	AdminSocket   string   `env:"ADMIN_SOCKET"`
-	Listen        string   `env:"LISTEN"`
-	Upstream      string   `env:"UPSTREAM"`
-	AllowSources  []string `env:"ALLOW_SOURCES"`
-	AllowNames    []string `env:"ALLOW_NAMES"`
-	CookieFile    string   `env:"COOKIE_FILE"`
+	Config        string `env:"CONFIG"`
+	LogLevel      string `env:"LOG_LEVEL"`
+	LogFormat     string `env:"LOG_FORMAT"`
+	MetricsListen string `env:"METRICS_LISTEN"`
+	Forward       string `env:"FORWARD"`
+	StateFile     string `env:"STATE_FILE"`
+	AdminSocket   string `env:"ADMIN_SOCKET"`
+	Listen        string `env:"LISTEN"`
+	Upstream      string `env:"UPSTREAM"`
+	CookieFile    string `env:"COOKIE_FILE"`
+	// DISTGATE_ALLOW_SOURCES and DISTGATE_ALLOW_NAMES are split by envList,
+	// which refuses an empty list or item.
 }
 
 // Config is a validated configuration, with where it came from.
@@ -302,27 +303,43 @@ func applyEnv(c *File, ev *envConfig, envMap map[string]string) error {
 		}
 		var a Allow
 		if set("ALLOW_SOURCES") {
-			a.Sources = trimAll(ev.AllowSources)
+			var err error
+			if a.Sources, err = envList(envMap, "ALLOW_SOURCES", "list at least one CIDR or address"); err != nil {
+				return err
+			}
 		} else if len(g.Allow) > 0 {
 			// Only the names were given: keep the union of the file's sources.
 			for _, e := range g.Allow {
 				a.Sources = append(a.Sources, e.Sources...)
 			}
 		}
-		a.Names = trimAll(ev.AllowNames)
+		if set("ALLOW_NAMES") {
+			var err error
+			if a.Names, err = envList(envMap, "ALLOW_NAMES", `any name is spelled "*"`); err != nil {
+				return err
+			}
+		}
 		g.Allow = []Allow{a}
 	}
 	return nil
 }
 
-func trimAll(in []string) []string {
-	var out []string
-	for _, s := range in {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
+// envList splits DISTGATE_<k> at commas and trims each item. A variable
+// that is set must say something: an empty or blank value, or an empty
+// item, is an error, so that a typo or an unset shell variable never turns
+// into "no restriction". hint says what to write instead.
+func envList(envMap map[string]string, k, hint string) ([]string, error) {
+	v := envMap["DISTGATE_"+k]
+	if strings.TrimSpace(v) == "" {
+		return nil, fmt.Errorf("DISTGATE_%s: set but empty (%q); %s", k, v, hint)
+	}
+	items := strings.Split(v, ",")
+	for i, s := range items {
+		if items[i] = strings.TrimSpace(s); items[i] == "" {
+			return nil, fmt.Errorf("DISTGATE_%s: item %d of %q is empty", k, i, v)
 		}
 	}
-	return out
+	return items, nil
 }
 
 // compile fills defaults, validates every key and builds the runtime
@@ -540,6 +557,16 @@ func compileGate(g *Gate, where string, drain time.Duration) (Compiled, []string
 			bad("allow[%d].names: a passthrough gate cannot see node names (they travel inside TLS); use sni", i)
 		}
 		e.Names = globList(a.Names, fmt.Sprintf("allow[%d].names", i), bad)
+		if a.Names != nil && len(a.Names) == 0 {
+			warn("allow[%d].names: an empty list admits any name; write [\"*\"] to say so, or list the names", i)
+		}
+		if slices.Contains(a.Names, "*") {
+			// "*" is how any name is spelled (design: Configuration), so
+			// it must admit what an omitted list admits, a dynamic-name
+			// (NAME_ME) request included, which carries no name for a
+			// glob to match.
+			e.Names = nil
+		}
 		switch {
 		case a.Identities == nil:
 		case g.TLS.Mode != "terminate":

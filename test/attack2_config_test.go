@@ -38,3 +38,26 @@ func TestCheckUpstreamValidated(t *testing.T) {
 		}
 	}
 }
+
+// A list variable that is set but empty or blank is an error, never "no
+// restriction"; any name is spelled "*".
+func TestEnvironmentEmptyLists(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{
+		"DISTGATE_ALLOW_NAMES= ", "DISTGATE_ALLOW_NAMES=", "DISTGATE_ALLOW_NAMES=,", "DISTGATE_ALLOW_NAMES=rpc-*@*, ,rem-*@*",
+		"DISTGATE_ALLOW_SOURCES= ", "DISTGATE_ALLOW_SOURCES=", "DISTGATE_ALLOW_SOURCES=127.0.0.1,",
+	} {
+		k, _, _ := strings.Cut(v, "=")
+		stdout, stderr, code := runDistgate(t, []string{v}, "check")
+		if code != 2 || !strings.Contains(stderr, k) {
+			t.Errorf("%q: exit %d, want 2 naming %s; stderr:\n%s\nstdout:\n%s", v, code, k, stderr, stdout)
+		}
+	}
+	stdout, stderr, code := runDistgate(t, []string{"DISTGATE_ALLOW_NAMES=*"}, "check")
+	if code != 0 {
+		t.Fatalf("DISTGATE_ALLOW_NAMES=*: exit %d; stderr:\n%s", code, stderr)
+	}
+	if c := decodeCheck(t, stdout); len(c.Gate) != 1 || len(c.Gate[0].Allow) != 1 || len(c.Gate[0].Allow[0].Names) != 1 || c.Gate[0].Allow[0].Names[0] != "*" {
+		t.Errorf("DISTGATE_ALLOW_NAMES=*:\n%s", stdout)
+	}
+}
