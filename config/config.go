@@ -407,6 +407,10 @@ func (l *Config) compile() []error {
 		where := fmt.Sprintf("gate[%d]", i)
 		if g.Name == "" {
 			bad("%s.name: must be set", where)
+		} else if !validGateName(g.Name) {
+			// The name goes into every log line and metric label as it
+			// is: no control bytes, spaces or quotes.
+			bad("%s.name: %q is not 1 to %d of A-Z a-z 0-9 _ . -", where, g.Name, maxGateName)
 		} else {
 			where = fmt.Sprintf("gate %q", g.Name)
 			if names[g.Name] {
@@ -431,6 +435,22 @@ func (l *Config) compile() []error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// maxGateName is the longest gate name (design: [A-Za-z0-9_.-]{1,64}).
+const maxGateName = 64
+
+func validGateName(n string) bool {
+	if n == "" || len(n) > maxGateName {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // compileGate fills a gate's defaults and validates it.
 // Its warnings are things that are valid but probably not meant.
@@ -556,7 +576,7 @@ func compileGate(g *Gate, where string, drain time.Duration) (Compiled, []string
 		if passthrough && a.Names != nil {
 			bad("allow[%d].names: a passthrough gate cannot see node names (they travel inside TLS); use sni", i)
 		}
-		e.Names = globList(a.Names, fmt.Sprintf("allow[%d].names", i), bad)
+		e.Names = globList(a.Names, fmt.Sprintf("allow[%d].names", i), globName, bad, warn)
 		if a.Names != nil && len(a.Names) == 0 {
 			warn("allow[%d].names: an empty list admits any name; write [\"*\"] to say so, or list the names", i)
 		}
@@ -574,11 +594,11 @@ func compileGate(g *Gate, where string, drain time.Duration) (Compiled, []string
 		case g.TLS.ClientCA == "":
 			bad("allow[%d].identities: needs tls.client_ca, so that client certificates are asked for and verified", i)
 		}
-		e.Identities = globList(a.Identities, fmt.Sprintf("allow[%d].identities", i), bad)
+		e.Identities = globList(a.Identities, fmt.Sprintf("allow[%d].identities", i), globIdentity, bad, warn)
 		if a.SNI != nil && !passthrough {
 			bad("allow[%d].sni: only a gate with tls.mode = \"passthrough\" matches on the SNI", i)
 		}
-		e.SNI = globList(a.SNI, fmt.Sprintf("allow[%d].sni", i), bad)
+		e.SNI = globList(a.SNI, fmt.Sprintf("allow[%d].sni", i), globHost, bad, warn)
 		rules.Allow = append(rules.Allow, e)
 	}
 	if len(errs) > 0 {
@@ -620,8 +640,14 @@ func parseSource(s string) (netip.Prefix, error) {
 			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 		}
 	}
+	if i := strings.IndexByte(s, '%'); i >= 0 {
+		// Addresses are matched without their zone (a connection's
+		// source is unzoned), so a zone here would promise a scope
+		// that is not enforced. One rule for both spellings.
+		return netip.Prefix{}, fmt.Errorf("%q has a zone (%s); sources match on every interface, so write it without the zone", s, strings.SplitN(s[i:], "/", 2)[0])
+	}
 	switch {
-	case err != nil || p.Addr().Is4In6() || p.Addr().Zone() != "":
+	case err != nil || p.Addr().Is4In6():
 		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or address", s)
 	case p != p.Masked():
 		// "10.0.0.5/8" is almost always a typo for something narrower;
@@ -631,14 +657,18 @@ func parseSource(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// globList compiles a list of globs; key names the list in errors.
-func globList(pats []string, key string, bad func(string, ...any)) []policy.Glob {
+// globList compiles a list of globs; key names the list in errors and
+// warnings. A glob that can never match a value of its kind warns.
+func globList(pats []string, key string, kind globKind, bad, warn func(string, ...any)) []policy.Glob {
 	var out []policy.Glob
 	for j, n := range pats {
 		gl, err := policy.CompileGlob(n)
 		if err != nil {
 			bad("%s[%d]: %v", key, j, err)
 			continue
+		}
+		if why := globNeverMatches(n, kind); why != "" {
+			warn("%s[%d]: %q can never match: %s", key, j, n, why)
 		}
 		out = append(out, gl)
 	}

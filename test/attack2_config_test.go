@@ -5,6 +5,7 @@ package test
 // the built binary as an operator would.
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,85 @@ func TestEnvironmentEmptyLists(t *testing.T) {
 	}
 	if c := decodeCheck(t, stdout); len(c.Gate) != 1 || len(c.Gate[0].Allow) != 1 || len(c.Gate[0].Allow[0].Names) != 1 || c.Gate[0].Allow[0].Names[0] != "*" {
 		t.Errorf("DISTGATE_ALLOW_NAMES=*:\n%s", stdout)
+	}
+}
+
+// A zone in a source is refused whichever way it is written: the gate
+// matches addresses on every interface, so a zone would promise a scope
+// that is not enforced.
+func TestCheckSourceZones(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{"fe80::1%eth0", "fe80::1%eth0/128", "fe80::%lo/64"} {
+		config := cliGateA + "  [[gate.allow]]\n  sources = [\"" + src + "\"]\n"
+		_, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config))
+		if code != 2 || !strings.Contains(stderr, `allow[0].sources[0]: "`+src+`"`) || !strings.Contains(stderr, "zone") {
+			t.Errorf("source %q: exit %d, want 2 naming it and the zone; stderr:\n%s", src, code, stderr)
+		}
+	}
+}
+
+// Gate names are [A-Za-z0-9_.-]{1,64}: a name with an ESC, a NUL, a line
+// break or a space would reach log lines and metric labels as it is.
+func TestCheckGateNames(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"a\x1b[2Jb", "a\x00b", "a\nb", "a b", "é", strings.Repeat("n", 65), "a/b", "a%d"} {
+		config := strings.Replace(cliGateA, `name = "a"`, "name = "+tomlString(name), 1) + cliAllow
+		stdout, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config))
+		if code != 2 || !strings.Contains(stderr, "gate[0].name") || stdout != "" {
+			t.Errorf("name %q: exit %d, want 2 naming gate[0].name; stderr:\n%s", name, code, stderr)
+		}
+		if strings.ContainsAny(stderr, "\x1b\x00") {
+			t.Errorf("name %q: the error carries the raw byte: %q", name, stderr)
+		}
+	}
+	config := strings.Replace(cliGateA, `name = "a"`, `name = "my-app_2.prod"`, 1) + cliAllow
+	if _, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config)); code != 0 {
+		t.Errorf("a valid name: exit %d; stderr:\n%s", code, stderr)
+	}
+}
+
+// tomlString writes s as a TOML basic string, escaping control bytes.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteString(`\` + string(r))
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String() + `"`
+}
+
+// A glob that can never match is valid but certainly not meant: check
+// warns, and the warning names the entry.
+func TestCheckGlobWarnings(t *testing.T) {
+	t.Parallel()
+	for glob, why := range map[string]string{
+		"[z-a]*":          `the class "[z-a]"`,
+		" rpc-*@*":        `" "`,
+		"rpc-*@* ":        `" "`,
+		"rpc-a@b@c":       "more than one '@'",
+		"rpc-node":        "no '@'",
+		"a@[\x01]":        `the class`,
+		"rpc\t*@*":        `"\t"`,
+		"[!\x21-\x7e]*@*": `the class`,
+	} {
+		config := cliGateA + cliAllow + "  names = [" + tomlString(glob) + "]\n"
+		_, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config))
+		if code != 0 || !strings.Contains(stderr, "warning: ") || !strings.Contains(stderr, "allow[0].names[0]") ||
+			!strings.Contains(stderr, "can never match") || !strings.Contains(stderr, why) {
+			t.Errorf("glob %q: exit %d, want 0 with a warning naming allow[0].names[0] and %s; stderr:\n%s", glob, code, why, stderr)
+		}
+	}
+	for _, glob := range []string{"*", "rpc-*-app@*", "[a-z]*@host", "a?b@*", `a\*@*`, "*a*", "?"} {
+		config := cliGateA + cliAllow + "  names = [" + tomlString(glob) + "]\n"
+		if _, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config)); code != 0 || strings.Contains(stderr, "warning") {
+			t.Errorf("glob %q: exit %d, want 0 without a warning; stderr:\n%s", glob, code, stderr)
+		}
 	}
 }
