@@ -60,7 +60,7 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "run":
-		err = cmdRun(args, environ, stderr)
+		err = cmdRun(args, environ, stdout, stderr)
 	case "check":
 		err = cmdCheck(args, environ, stdout, stderr)
 	case "probe":
@@ -90,20 +90,42 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 	return exitRuntime
 }
 
-func configFlags(name string, args []string, stderr io.Writer) (string, error) {
+// configFlags parses the -config flag of run and check. The flag package
+// writes nothing itself: a usage error is printed once, by realMain, and
+// -h prints the usage on stdout.
+func configFlags(name string, args []string, stdout io.Writer) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "TOML configuration `file` (default: $DISTGATE_CONFIG, else the embedded default)")
+	fs.SetOutput(io.Discard)
+	var path onceString
+	fs.Var(&path, "config", "TOML configuration `file` (default: $DISTGATE_CONFIG, else the embedded default)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
 			return "", err
 		}
-		return "", usageErr(err)
+		return "", usageErr(fmt.Errorf("%s: %w", name, err))
 	}
 	if fs.NArg() > 0 {
 		return "", usageErr(fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0)))
 	}
-	return *path, nil
+	return path.v, nil
+}
+
+// onceString is a string flag that refuses a second value: with two
+// -config, the file checked or run would depend on their order.
+type onceString struct {
+	v   string
+	set bool
+}
+
+func (o *onceString) String() string { return o.v }
+
+func (o *onceString) Set(s string) error {
+	if o.set {
+		return fmt.Errorf("given twice (%q, then %q)", o.v, s)
+	}
+	o.v, o.set = s, true
+	return nil
 }
 
 // loadOrUsage loads the configuration and resolves the upstreams that are
@@ -121,7 +143,7 @@ func loadOrUsage(path string, environ []string) (*config.Config, error) {
 }
 
 func cmdCheck(args, environ []string, stdout, stderr io.Writer) error {
-	path, err := configFlags("check", args, stderr)
+	path, err := configFlags("check", args, stdout)
 	if err != nil {
 		return err
 	}
@@ -136,8 +158,8 @@ func cmdCheck(args, environ []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdRun(args, environ []string, stderr io.Writer) error {
-	path, err := configFlags("run", args, stderr)
+func cmdRun(args, environ []string, stdout, stderr io.Writer) error {
+	path, err := configFlags("run", args, stdout)
 	if err != nil {
 		return err
 	}
