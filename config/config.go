@@ -15,6 +15,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/time/rate"
 
+	"github.com/distgate/distgate/internal/safefile"
 	"github.com/distgate/distgate/policy"
 	"github.com/distgate/distgate/proxy"
 )
@@ -24,6 +25,9 @@ import (
 //
 //go:embed default.toml
 var defaultConfig string
+
+// MaxFileSize caps the configuration file; a real one is a few KiB.
+const MaxFileSize = 1 << 20
 
 // Defaults for keys a file leaves out.
 const (
@@ -218,9 +222,12 @@ func Load(flagPath string, environ []string) (*Config, error) {
 	}
 	text, source := defaultConfig, "embedded default"
 	if path != "" {
-		b, err := os.ReadFile(path)
+		// Only a regular file, and at most MaxFileSize of it: a FIFO
+		// would block the read (and a reload with it), a device such as
+		// /dev/zero would never end.
+		b, err := safefile.Read(path, MaxFileSize)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("config file: %w", err)
 		}
 		text, source = string(b), path
 	}
