@@ -159,6 +159,9 @@ func cmdCheck(args, environ []string, stdout, stderr io.Writer) error {
 }
 
 func cmdRun(args, environ []string, stdout, stderr io.Writer) error {
+	// A write to a stderr pipe whose reader is gone must fail with EPIPE
+	// (logWriter counts and drops the line), not kill the gates.
+	signal.Ignore(syscall.SIGPIPE)
 	path, err := configFlags("run", args, stdout)
 	if err != nil {
 		return err

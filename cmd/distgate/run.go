@@ -38,7 +38,8 @@ func parseLevel(s string) zerolog.Level {
 // run listens on every gate (all or none), serves until ctx ends, and
 // reloads path on each value from hup.
 func run(ctx context.Context, l *config.Config, path string, environ []string, hup <-chan os.Signal, stderr io.Writer) error {
-	log := newLogger(l.Log, stderr)
+	reg := metrics.New()
+	log := newLogger(l.Log, newLogWriter(stderr, reg.LogDropped))
 	for _, w := range l.Warnings {
 		log.Warn().Str("config", l.Source).Msg(w)
 	}
@@ -72,7 +73,6 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 		lns = append(lns, ln)
 	}
 
-	reg := metrics.New()
 	var msrv *metricsServer
 	if l.Metrics.Listen != "" {
 		var err error
