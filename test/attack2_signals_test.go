@@ -2,9 +2,11 @@ package test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,4 +96,88 @@ func TestRunStderrClosed(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit %v after SIGTERM, want 0", cmd.ProcessState)
 	}
+}
+
+// sigIgnored reports whether process pid ignores sig now (SigIgn in
+// /proc/PID/status).
+func sigIgnored(pid int, sig syscall.Signal) (bool, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "SigIgn:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<(uint(sig)-1)) != 0, err
+		}
+	}
+	return false, errors.New("no SigIgn line")
+}
+
+// A SIGHUP while run starts (`systemctl reload` right after `start`) must
+// not kill the process: run catches its signals as the first thing in main
+// and then ignores SIGPIPE, so from the moment SIGPIPE shows as ignored
+// every SIGHUP is caught. Each start gets SIGHUPs from that moment, one per
+// millisecond until the gate says listening, and must then serve and stop
+// on SIGTERM with exit 0. (Before main, the Go runtime's own default for
+// SIGHUP is to exit, which no program can change; under systemd,
+// Type=notify keeps `systemctl reload` from sending one before READY=1.)
+func TestRunSIGHUPAtStart(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	path := tempConfig(t, gateTOML(port, "", allow([]string{"127.0.0.1"})))
+	const starts = 20
+	sent := 0
+	for i := range starts {
+		cmd := exec.Command(distgateBin, "run", "-config", path)
+		cmd.Env = cleanEnv()
+		out := &probeLog{done: make(chan struct{})}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { out.err = cmd.Wait(); close(out.done) }()
+		stop := func() {
+			_ = cmd.Process.Kill()
+			<-out.done
+		}
+		// Poll (every 100 µs) for the moment main has caught the signals.
+		deadline := time.Now().Add(waitTimeout)
+		for {
+			ign, err := sigIgnored(cmd.Process.Pid, syscall.SIGPIPE)
+			if ign {
+				break
+			}
+			if time.Now().After(deadline) {
+				stop()
+				t.Fatalf("start %d: SIGPIPE not ignored within %v (%v): run did not catch its signals first", i, waitTimeout, err)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		for !strings.Contains(out.String(), `"message":"listening"`) {
+			select {
+			case <-out.done:
+				t.Fatalf("start %d: died after %d SIGHUPs: %v\n%s", i, sent, cmd.ProcessState, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				stop()
+				t.Fatalf("start %d: not listening within %v:\n%s", i, waitTimeout, out.String())
+			}
+			_ = cmd.Process.Signal(syscall.SIGHUP)
+			sent++
+			time.Sleep(time.Millisecond) // the pace of the SIGHUPs, not a wait for something
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-out.done:
+		case <-time.After(waitTimeout):
+			stop()
+			t.Fatalf("start %d: no exit after SIGTERM", i)
+		}
+		if c := cmd.ProcessState.ExitCode(); c != 0 {
+			t.Errorf("start %d: exit %v after SIGTERM:\n%s", i, cmd.ProcessState, out.String())
+		}
+	}
+	t.Logf("%d starts survived %d SIGHUPs sent while they started", starts, sent)
 }

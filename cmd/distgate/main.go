@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 	"time"
 
+	"github.com/distgate/distgate/cmd/distgate/internal/early"
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/probe"
 	"github.com/distgate/distgate/wire"
@@ -159,9 +158,16 @@ func cmdCheck(args, environ []string, stdout, stderr io.Writer) error {
 }
 
 func cmdRun(args, environ []string, stdout, stderr io.Writer) error {
-	// A write to a stderr pipe whose reader is gone must fail with EPIPE
-	// (logWriter counts and drops the line), not kill the gates.
-	signal.Ignore(syscall.SIGPIPE)
+	// Package early caught the signals during initialization when the
+	// command line is run's; when run is reached otherwise (tests), catch
+	// them now.
+	sigs := early.Run
+	if sigs == nil {
+		sigs = early.Catch()
+	}
+	defer sigs.Stop()
+	ctx, stop := sigs.Context()
+	defer stop()
 	path, err := configFlags("run", args, stdout)
 	if err != nil {
 		return err
@@ -170,12 +176,7 @@ func cmdRun(args, environ []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	return run(ctx, l, path, environ, hup, stderr)
+	return run(ctx, l, path, environ, sigs.Hup(), stderr)
 }
 
 // cmdProbe runs `distgate probe` (package probe). Exit codes: 0 nothing

@@ -111,6 +111,10 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	if msrv != nil {
 		msrv.setReady(true)
 	}
+	notifySocket := getenv(environ, "NOTIFY_SOCKET")
+	if err := sdNotify(notifySocket, "READY=1"); err != nil {
+		log.Warn().Err(err).Msg("service manager not told that distgate is ready")
+	}
 
 	// A reload reads files (the config, cookies, certificates) in its own
 	// goroutine, so a read that takes long can never keep this loop from
@@ -134,6 +138,7 @@ loop:
 		select {
 		case <-ctx.Done():
 			log.Info().Dur("drain_timeout", l.DrainTimeout.Duration).Msg("shutting down")
+			_ = sdNotify(notifySocket, "STOPPING=1")
 			break loop
 		case err := <-errc:
 			log.Error().Err(err).Msg("gate stopped")
