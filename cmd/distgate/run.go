@@ -76,7 +76,7 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	var msrv *metricsServer
 	if l.Metrics.Listen != "" {
 		var err error
-		if msrv, err = startMetrics(l.Metrics.Listen, reg.Handler(), log); err != nil {
+		if msrv, err = startMetrics(l.Metrics.Listen, *l.Metrics.MaxConns, reg.Handler(), log); err != nil {
 			closeAll()
 			return fmt.Errorf("metrics: %w", err)
 		}
