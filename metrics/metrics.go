@@ -25,14 +25,14 @@ type Registry struct {
 	reloads     *prometheus.CounterVec
 	limiterSrcs *prometheus.GaugeVec
 	suppressed  *prometheus.CounterVec
-	// logDropped has no labels. Its one series is created by the first
-	// dropped line rather than at zero, so a process that never lost a
-	// line shows only the families it always shows.
+	// logDropped has no labels; its one series is created at zero, so an
+	// alert on its increase sees the first dropped line.
 	logDropped *prometheus.CounterVec
 }
 
-// New returns a Registry with every collector registered and both reload
-// results at zero, so a scrape shows them before the first SIGHUP.
+// New returns a Registry with every collector registered, and both reload
+// results and the dropped log lines at zero, so a scrape shows them before
+// the first SIGHUP or the first lost line.
 func New() *Registry {
 	m := &Registry{
 		reg: prometheus.NewRegistry(),
@@ -73,6 +73,7 @@ func New() *Registry {
 	m.reg.MustRegister(m.conns, m.active, m.bytes, m.handshake, m.reloads, m.limiterSrcs, m.suppressed, m.logDropped)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("error")
+	m.logDropped.WithLabelValues()
 	return m
 }
 

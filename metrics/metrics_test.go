@@ -85,12 +85,12 @@ func TestReloadsAtZero(t *testing.T) {
 	}
 }
 
-// distgate_log_dropped_total has no labels and appears with the first
-// dropped line.
+// distgate_log_dropped_total has no labels and is there at zero before the
+// first dropped line.
 func TestLogDropped(t *testing.T) {
 	m := New()
-	if out := scrape(t, m); strings.Contains(out, "distgate_log_dropped_total ") {
-		t.Errorf("a series before any drop:\n%s", out)
+	if out := scrape(t, m); !strings.Contains(out, "\ndistgate_log_dropped_total 0\n") {
+		t.Errorf("no distgate_log_dropped_total 0 before any drop:\n%s", out)
 	}
 	m.LogDropped()
 	m.LogDropped()
