@@ -5,14 +5,25 @@ package test
 // the built binary as an operator would.
 
 import (
-	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
-// checkGate is a one-gate configuration with the given upstream.
-func checkGate(upstream string) string {
-	return "[[gate]]\nname = \"a\"\nlisten = \"127.0.0.1:9100\"\nupstream = \"" + upstream + "\"\n" + cliAllow
+// checkFile is a one-gate configuration named "a" on 127.0.0.1:9100 in
+// front of upstream, with the allow entry given. The values may be wrong:
+// the TOML encoder writes them as they are, escaped, for `check` to judge.
+func checkFile(t *testing.T, name, upstream string, allow config.Allow) string {
+	t.Helper()
+	return testenv.ConfigFile(t, testenv.GateFile(name, "127.0.0.1:9100", upstream, allow))
+}
+
+// checkAllow is the allow entry of the check tests: 127.0.0.1, any name
+// unless names are given.
+func checkAllow(names ...string) config.Allow {
+	return testenv.Allow([]string{"127.0.0.1/32"}, names...)
 }
 
 // An upstream that is not a usable HOST:PORT is a configuration error that
@@ -24,7 +35,7 @@ func TestCheckUpstreamValidated(t *testing.T) {
 		"127.0.0.1:99999", "127.0.0.1:abc", "127.0.0.1:-1", ":19101", "127.0.0.1: 19101",
 		"no such host!!:19101", "127.0.0.1:0", "127.0.0.1", "[::1]:65536", "nosuch.invalid:19101",
 	} {
-		stdout, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, checkGate(up)))
+		stdout, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", checkFile(t, "a", up, checkAllow()))
 		if code != 2 || !strings.Contains(stderr, `upstream: "`+up+`"`) {
 			t.Errorf("upstream %q: exit %d, want 2 naming the value; stderr:\n%s", up, code, stderr)
 		}
@@ -33,7 +44,7 @@ func TestCheckUpstreamValidated(t *testing.T) {
 		}
 	}
 	for _, up := range []string{"localhost:19101", "127.0.0.1:19101", "[::1]:19101"} {
-		_, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, checkGate(up)))
+		_, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", checkFile(t, "a", up, checkAllow()))
 		if code != 0 || strings.Contains(stderr, "warning") {
 			t.Errorf("upstream %q: exit %d, want 0 without a warning; stderr:\n%s", up, code, stderr)
 		}
@@ -49,12 +60,12 @@ func TestEnvironmentEmptyLists(t *testing.T) {
 		"DISTGATE_ALLOW_SOURCES= ", "DISTGATE_ALLOW_SOURCES=", "DISTGATE_ALLOW_SOURCES=127.0.0.1,",
 	} {
 		k, _, _ := strings.Cut(v, "=")
-		stdout, stderr, code := runDistgate(t, []string{v}, "check")
+		stdout, stderr, code := testenv.RunDistgate(t, []string{v}, "check")
 		if code != 2 || !strings.Contains(stderr, k) {
 			t.Errorf("%q: exit %d, want 2 naming %s; stderr:\n%s\nstdout:\n%s", v, code, k, stderr, stdout)
 		}
 	}
-	stdout, stderr, code := runDistgate(t, []string{"DISTGATE_ALLOW_NAMES=*"}, "check")
+	stdout, stderr, code := testenv.RunDistgate(t, []string{"DISTGATE_ALLOW_NAMES=*"}, "check")
 	if code != 0 {
 		t.Fatalf("DISTGATE_ALLOW_NAMES=*: exit %d; stderr:\n%s", code, stderr)
 	}
@@ -69,8 +80,8 @@ func TestEnvironmentEmptyLists(t *testing.T) {
 func TestCheckSourceZones(t *testing.T) {
 	t.Parallel()
 	for _, src := range []string{"fe80::1%eth0", "fe80::1%eth0/128", "fe80::%lo/64"} {
-		config := cliGateA + "  [[gate.allow]]\n  sources = [\"" + src + "\"]\n"
-		_, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config))
+		path := checkFile(t, "a", "127.0.0.2:9100", testenv.Allow([]string{src}))
+		_, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", path)
 		if code != 2 || !strings.Contains(stderr, `allow[0].sources[0]: "`+src+`"`) || !strings.Contains(stderr, "zone") {
 			t.Errorf("source %q: exit %d, want 2 naming it and the zone; stderr:\n%s", src, code, stderr)
 		}
@@ -82,8 +93,8 @@ func TestCheckSourceZones(t *testing.T) {
 func TestCheckGateNames(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"a\x1b[2Jb", "a\x00b", "a\nb", "a b", "é", strings.Repeat("n", 65), "a/b", "a%d"} {
-		config := strings.Replace(cliGateA, `name = "a"`, "name = "+tomlString(name), 1) + cliAllow
-		stdout, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config))
+		path := checkFile(t, name, "127.0.0.2:9100", checkAllow())
+		stdout, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", path)
 		if code != 2 || !strings.Contains(stderr, "gate[0].name") || stdout != "" {
 			t.Errorf("name %q: exit %d, want 2 naming gate[0].name; stderr:\n%s", name, code, stderr)
 		}
@@ -91,27 +102,10 @@ func TestCheckGateNames(t *testing.T) {
 			t.Errorf("name %q: the error carries the raw byte: %q", name, stderr)
 		}
 	}
-	config := strings.Replace(cliGateA, `name = "a"`, `name = "my-app_2.prod"`, 1) + cliAllow
-	if _, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config)); code != 0 {
+	path := checkFile(t, "my-app_2.prod", "127.0.0.2:9100", checkAllow())
+	if _, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", path); code != 0 {
 		t.Errorf("a valid name: exit %d; stderr:\n%s", code, stderr)
 	}
-}
-
-// tomlString writes s as a TOML basic string, escaping control bytes.
-func tomlString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteString(`\` + string(r))
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String() + `"`
 }
 
 // A glob that can never match is valid but certainly not meant: check
@@ -128,16 +122,16 @@ func TestCheckGlobWarnings(t *testing.T) {
 		"rpc\t*@*":        `"\t"`,
 		"[!\x21-\x7e]*@*": `the class`,
 	} {
-		config := cliGateA + cliAllow + "  names = [" + tomlString(glob) + "]\n"
-		_, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config))
+		path := checkFile(t, "a", "127.0.0.2:9100", checkAllow(glob))
+		_, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", path)
 		if code != 0 || !strings.Contains(stderr, "warning: ") || !strings.Contains(stderr, "allow[0].names[0]") ||
 			!strings.Contains(stderr, "can never match") || !strings.Contains(stderr, why) {
 			t.Errorf("glob %q: exit %d, want 0 with a warning naming allow[0].names[0] and %s; stderr:\n%s", glob, code, why, stderr)
 		}
 	}
 	for _, glob := range []string{"*", "rpc-*-app@*", "[a-z]*@host", "a?b@*", `a\*@*`, "*a*", "?"} {
-		config := cliGateA + cliAllow + "  names = [" + tomlString(glob) + "]\n"
-		if _, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, config)); code != 0 || strings.Contains(stderr, "warning") {
+		path := checkFile(t, "a", "127.0.0.2:9100", checkAllow(glob))
+		if _, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", path); code != 0 || strings.Contains(stderr, "warning") {
 			t.Errorf("glob %q: exit %d, want 0 without a warning; stderr:\n%s", glob, code, stderr)
 		}
 	}

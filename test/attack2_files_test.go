@@ -1,56 +1,30 @@
 package test
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/distgate/distgate/stress/attack"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
-// runGuarded runs distgate with args and kills it (by PID) when it outlives
+// runGuarded runs distgate with args, its group killed when it outlives
 // limit or its RSS passes maxRSS: a configuration read that hangs or grows
 // without bound must fail the test, not the machine. It returns stdout,
 // stderr, the exit code and, if it had to be killed, why.
 func runGuarded(t *testing.T, limit time.Duration, maxRSS int64, args ...string) (string, string, int, string) {
 	t.Helper()
-	cmd := exec.Command(distgateBin, args...)
-	cmd.Env = cleanEnv()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	c := testenv.Cmd{Name: "distgate " + strings.Join(args, " "), Args: append([]string{testenv.Distgate(t)}, args...),
+		Dir: t.TempDir(), MaxRSS: maxRSS}
+	stdout, stderr, err := c.Output(limit)
+	code, killed := testenv.ExitCode(err), ""
+	if code < 0 {
+		killed = err.Error()
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	killed := ""
-	deadline := time.After(limit)
-	tick := time.NewTicker(20 * time.Millisecond) // polling /proc for the RSS
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-done:
-			break wait
-		case <-deadline:
-			killed = "still running after " + limit.String()
-		case <-tick.C:
-			if rss, _, err := attack.Memory(cmd.Process.Pid); err == nil && rss > maxRSS {
-				killed = "RSS " + mib(rss)
-			}
-		}
-		if killed != "" {
-			_ = cmd.Process.Kill()
-			<-done
-			break
-		}
-	}
-	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode(), killed
+	return stdout, stderr, code, killed
 }
 
 // A configuration path that is not a regular file (a FIFO, a device, a
@@ -67,8 +41,11 @@ func TestCheckConfigNotRegular(t *testing.T) {
 	if err := os.Symlink("/dev/zero", zero); err != nil {
 		t.Fatal(err)
 	}
+	// A valid configuration behind a comment that takes it over the cap.
 	big := filepath.Join(dir, "big.toml")
-	writeFile(t, big, "# "+strings.Repeat("x", 2<<20)+"\n"+cliGateA+cliAllow)
+	if err := testenv.WriteFile(big, []byte("# "+strings.Repeat("x", 2<<20)+"\n"+cliGateA+cliAllow)); err != nil {
+		t.Fatal(err)
+	}
 	for path, why := range map[string]string{
 		fifo:        "a FIFO",
 		"/dev/zero": "a character device",
@@ -94,44 +71,43 @@ func TestCheckConfigNotRegular(t *testing.T) {
 // signals afterwards.
 func TestRunReloadNotRegular(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
-	config := gateTOML(port, "", allow([]string{"127.0.0.1"}))
-	g := startGate(t, config)
+	f := testenv.AppGate("e2e", testenv.AppPort(t), testenv.Allow([]string{"127.0.0.1"}))
+	g := testenv.StartGate(t, f)
 
 	// Swap the file for a FIFO (atomically, as an editor or a
 	// configuration tool would) and reload.
-	fifo := g.path + ".fifo"
+	fifo := g.Path + ".fifo"
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(fifo, g.path); err != nil {
+	if err := os.Rename(fifo, g.Path); err != nil {
 		t.Fatal(err)
 	}
-	g.signal(syscall.SIGHUP)
-	l := g.wait(msgPrefix("reload refused"))
-	if e := l.str("error"); !strings.Contains(e, g.path) || !strings.Contains(e, "a FIFO") {
+	g.Send(syscall.SIGHUP)
+	l := g.Wait(testenv.MsgPrefix("reload refused"))
+	if e := l.Str("error"); !strings.Contains(e, g.Path) || !strings.Contains(e, "a FIFO") {
 		t.Errorf("reload refused with %q, want the path and \"a FIFO\"", e)
 	}
 
 	// A symlink to /dev/zero: refused without reading it.
-	_ = os.Remove(g.path)
-	if err := os.Symlink("/dev/zero", g.path); err != nil {
+	_ = os.Remove(g.Path)
+	if err := os.Symlink("/dev/zero", g.Path); err != nil {
 		t.Fatal(err)
 	}
-	g.signal(syscall.SIGHUP)
-	g.waitN(2, msgPrefix("reload refused"))
-	if rss, _, err := attack.Memory(g.pid()); err == nil && rss > 256<<20 {
+	g.Send(syscall.SIGHUP)
+	g.WaitN(2, testenv.MsgPrefix("reload refused"))
+	if rss, _, err := testenv.Memory(g.Pid()); err == nil && rss > 256<<20 {
 		t.Errorf("RSS %s after reading the configuration", mib(rss))
 	}
 
 	// A good file again: the reload applies.
-	_ = os.Remove(g.path)
-	g.reconfigure(config)
-	g.wait(msg("reloaded"))
+	_ = os.Remove(g.Path)
+	g.Reload(f)
+	g.Wait(testenv.Msg("reloaded"))
 
 	// And SIGTERM still stops it.
 	start := time.Now()
-	if code := g.stop(); code != 0 {
+	if code := g.Shutdown(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
 	t.Logf("stopped %v after SIGTERM", time.Since(start).Round(time.Millisecond))

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distgate/distgate/stress/attack"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // keepAlive opens a connection to the metrics listener, makes one
@@ -56,16 +56,17 @@ func TestMetricsConnCap(t *testing.T) {
 	if err != nil {
 		t.Fatalf("this test needs prlimit (util-linux): %v", err)
 	}
-	p := freePort(t)
-	startNode(t, p)
-	maddr := addr("127.0.0.1", freePortOn(t, "127.0.0.1"))
-	conf := gateTOML(p, "", allow([]string{"127.0.0.1/32"})) + fmt.Sprintf("\n[metrics]\nlisten = %q\n", maddr)
-	g := startGateCmd(t, conf, t.TempDir(), func(c *exec.Cmd) {
+	p := testenv.AppPort(t)
+	testenv.StartNode(t, testenv.App(p))
+	maddr := testenv.Addr("127.0.0.1", testenv.Port(t, "127.0.0.1"))
+	f := testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32"}))
+	f.Metrics.Listen = maddr
+	g := testenv.StartGateCmd(t, testenv.GateCmd{File: f, Adjust: func(c *exec.Cmd) {
 		c.Path = prlimit
 		c.Args = append([]string{"prlimit", fmt.Sprintf("--nofile=%d:%d", nofile, nofile), "--"}, c.Args...)
-	})
-	baseSockets := g.sockets()
-	rss0, _, _ := attack.Memory(g.pid())
+	}})
+	baseSockets := g.Sockets()
+	rss0, _, _ := testenv.Memory(g.Pid())
 
 	held := 0
 	for range tries {
@@ -73,10 +74,10 @@ func TestMetricsConnCap(t *testing.T) {
 			held++
 		}
 	}
-	sockets := g.sockets()
-	rss1, _, _ := attack.Memory(g.pid())
+	sockets := g.Sockets()
+	rss1, _, _ := testenv.Memory(g.Pid())
 	t.Logf("%d of %d keep-alive connections served and held; distgate holds %d sockets (%d at start), %d descriptors; RSS %s -> %s",
-		held, tries, sockets, baseSockets, g.fds(), mib(rss0), mib(rss1))
+		held, tries, sockets, baseSockets, g.FDs(), mib(rss0), mib(rss1))
 	if held > limit {
 		t.Errorf("%d metrics connections held, want at most %d (an eighth of the %d-descriptor limit)", held, limit, nofile)
 	}
@@ -85,16 +86,16 @@ func TestMetricsConnCap(t *testing.T) {
 	}
 
 	// The gate still has descriptors: an operator gets in.
-	if r := (client{name: "op@127.0.0.1", port: p}).ping(t); r != "pong" {
+	if r := testenv.Ping(t, testenv.Client("op@127.0.0.1", p)); r != "pong" {
 		t.Errorf("operator ping = %s while the metrics port is full, want pong", r)
 	}
-	if n := g.count(msg("accept")); n != 0 {
+	if n := g.Count(testenv.Msg("accept")); n != 0 {
 		t.Errorf("the gate's accept failed %d times (out of descriptors)", n)
 	}
-	if strings.Contains(g.logs.String(), "too many open files") {
-		t.Errorf("distgate ran out of descriptors:\n%s", g.logs)
+	if strings.Contains(g.Out.String(), "too many open files") {
+		t.Errorf("distgate ran out of descriptors:\n%s", g.Out)
 	}
-	g.allJSON()
+	g.AllJSON()
 }
 
 // Thousands of connections to the metrics port cost distgate neither
@@ -102,22 +103,23 @@ func TestMetricsConnCap(t *testing.T) {
 func TestMetricsManyConns(t *testing.T) {
 	t.Parallel()
 	const tries, maxConns = 2000, 16
-	p := freePort(t)
-	maddr := addr("127.0.0.1", freePortOn(t, "127.0.0.1"))
-	conf := gateTOML(p, "", allow([]string{"127.0.0.1/32"})) + fmt.Sprintf("\n[metrics]\nlisten = %q\nmax_conns = %d\n", maddr, maxConns)
-	g := startGate(t, conf)
-	rss0, _, _ := attack.Memory(g.pid())
+	p := testenv.AppPort(t)
+	maddr := testenv.Addr("127.0.0.1", testenv.Port(t, "127.0.0.1"))
+	f := testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32"}))
+	f.Metrics.Listen, f.Metrics.MaxConns = maddr, testenv.Ptr(maxConns)
+	g := testenv.StartGate(t, f)
+	rss0, _, _ := testenv.Memory(g.Pid())
 	held := 0
 	for range tries {
 		if keepAlive(t, maddr) != nil {
 			held++
 		}
 	}
-	rss1, _, _ := attack.Memory(g.pid())
-	sockets := g.sockets()
+	rss1, _, _ := testenv.Memory(g.Pid())
+	sockets := g.Sockets()
 	t.Logf("%d of %d keep-alive connections held; distgate holds %d sockets; RSS %s -> %s", held, tries, sockets, mib(rss0), mib(rss1))
 	if held > maxConns || sockets > maxConns+2 {
 		t.Errorf("%d connections held, %d sockets; want at most max_conns = %d (+ the 2 listeners)", held, sockets, maxConns)
 	}
-	g.allJSON()
+	g.AllJSON()
 }

@@ -41,7 +41,7 @@ func TestProbeEscapesControlBytes(t *testing.T) {
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
-	out, code := probeRun(t, distgateBin, "-epmd-port", strconv.Itoa(port), "-timeout", "2s", "127.0.0.1")
+	out, code := probeRun(t, "-epmd-port", strconv.Itoa(port), "-timeout", "2s", "127.0.0.1")
 	if code != 1 {
 		t.Errorf("exit %d, want 1 (epmd answering is exposed)", code)
 	}
@@ -52,7 +52,7 @@ func TestProbeEscapesControlBytes(t *testing.T) {
 		t.Errorf("the node name is not shown escaped:\n%s", out)
 	}
 	// -json keeps the bytes, escaped by JSON.
-	js, _ := probeRun(t, distgateBin, "-json", "-epmd-port", strconv.Itoa(port), "-timeout", "2s", "127.0.0.1")
+	js, _ := probeRun(t, "-json", "-epmd-port", strconv.Itoa(port), "-timeout", "2s", "127.0.0.1")
 	if strings.ContainsAny(js, "\x1b\x07") {
 		t.Errorf("-json carries a raw control byte: %q", js)
 	}

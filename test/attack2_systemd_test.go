@@ -2,7 +2,6 @@ package test
 
 import (
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // unitSettings returns the unit's settings by section: section -> key ->
@@ -86,26 +87,9 @@ func TestSystemdRestartsCrash(t *testing.T) {
 	}
 
 	// The premise: a Go crash (here SIGQUIT's dump) exits 2.
-	port := freePort(t)
-	path := tempConfig(t, gateTOML(port, "", allow([]string{"127.0.0.1"})))
-	cmd := exec.Command(distgateBin, "run", "-config", path)
-	cmd.Env = cleanEnv()
-	out := &probeLog{done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { out.err = cmd.Wait(); close(out.done) }()
-	probeWaitLog(t, out, `"message":"listening"`, waitTimeout)
-	_ = cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-out.done:
-	case <-time.After(waitTimeout):
-		_ = cmd.Process.Kill()
-		<-out.done
-		t.Fatal("no exit after SIGQUIT")
-	}
-	if c := cmd.ProcessState.ExitCode(); c != 2 {
+	g := testenv.StartGate(t, testenv.AppGate("e2e", testenv.AppPort(t), testenv.Allow([]string{"127.0.0.1"})))
+	g.Send(syscall.SIGQUIT)
+	if c := g.AwaitExit(); c != 2 {
 		t.Errorf("exit %d after SIGQUIT, expected the Go runtime's 2", c)
 	}
 }
