@@ -83,9 +83,9 @@ func TestLoadErrors(t *testing.T) {
 		{"log level", "[log]\nlevel = \"loud\"\n" + goodGate, []string{`log.level: "loud"`}},
 		{"metrics listen", "[metrics]\nlisten = \"9568\"\n" + goodGate, []string{`metrics.listen: "9568"`}},
 		{"empty sources", goodGate + "[[gate.allow]]\nnames=[\"a@b\"]\n", []string{`allow[1].sources: must list`}},
-		// The gate's name is printed as it is, never read as a format.
+		// A gate's name is printed as it is, never read as a format.
 		{"name with verbs", strings.Replace(strings.Replace(goodGate, `name = "g"`, `name = "a%db%s%%"`, 1), "[[gate.allow]]", "rate = 0.0\n[[gate.allow]]", 1),
-			[]string{`gate "a%db%s%%": rate: 0 is out of range`}},
+			[]string{`gate[0].name: "a%db%s%%" is not 1 to 64 of A-Z a-z 0-9 _ . -`, `gate[0]: rate: 0 is out of range`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,11 +1,18 @@
 package config
 
 import (
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRestartRequired(t *testing.T) {
+	// Paths of this test's own: the state file's is checked, and a fixed
+	// one in /tmp may be anything on a shared machine.
+	dir := t.TempDir()
+	stateFile, adminSocket := filepath.Join(dir, "bans.state"), filepath.Join(dir, "admin.sock")
 	base := func() *File {
 		return &File{
 			MaxHandshakes: ptr(128),
@@ -47,6 +54,13 @@ func TestRestartRequired(t *testing.T) {
 		{"log format", func(f *File) { f.Log.Format = "console" }, `log.format changed ("json" to "console")`},
 		{"metrics", func(f *File) { f.Metrics.Listen = "127.0.0.1:9568" }, `metrics.listen changed`},
 		{"max_handshakes", func(f *File) { f.MaxHandshakes = ptr(5) }, "max_handshakes changed (128 to 5)"},
+		{"forward", func(f *File) { f.Forward = "kernel" }, `forward changed ("user" to "kernel")`},
+		{"state_file", func(f *File) { f.StateFile = stateFile }, `state_file changed ("" to ` + strconv.Quote(stateFile) + ")"},
+		{"admin", func(f *File) { f.Admin.Socket = adminSocket }, `admin.socket changed ("" to ` + strconv.Quote(adminSocket) + ")"},
+		{"metrics.max_conns", func(f *File) { f.Metrics.MaxConns = ptr(3) }, "metrics.max_conns changed (64 to 3)"},
+		{"tls.mode", func(f *File) { f.Gate[0].TLS.Mode = "passthrough"; f.Gate[0].RequireFlags = "" }, `gate "a": tls.mode changed ("off" to "passthrough")`},
+		{"ban", func(f *File) { f.Gate[0].Ban.After = ptr(0); f.Gate[0].Ban.Never = []string{"10.0.0.0/8"} }, ""},
+		{"setup_timeout", func(f *File) { f.Gate[0].SetupTimeout = &Duration{time.Minute} }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

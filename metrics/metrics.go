@@ -25,10 +25,14 @@ type Registry struct {
 	reloads     *prometheus.CounterVec
 	limiterSrcs *prometheus.GaugeVec
 	suppressed  *prometheus.CounterVec
+	// logDropped has no labels; its one series is created at zero, so an
+	// alert on its increase sees the first dropped line.
+	logDropped *prometheus.CounterVec
 }
 
-// New returns a Registry with every collector registered and both reload
-// results at zero, so a scrape shows them before the first SIGHUP.
+// New returns a Registry with every collector registered, and both reload
+// results and the dropped log lines at zero, so a scrape shows them before
+// the first SIGHUP or the first lost line.
 func New() *Registry {
 	m := &Registry{
 		reg: prometheus.NewRegistry(),
@@ -61,10 +65,15 @@ func New() *Registry {
 			Name: "distgate_log_suppressed_total",
 			Help: "Denial log lines not written because of per-source sampling.",
 		}, []string{"gate"}),
+		logDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "distgate_log_dropped_total",
+			Help: "Log lines lost because stderr could not be written.",
+		}, nil),
 	}
-	m.reg.MustRegister(m.conns, m.active, m.bytes, m.handshake, m.reloads, m.limiterSrcs, m.suppressed)
+	m.reg.MustRegister(m.conns, m.active, m.bytes, m.handshake, m.reloads, m.limiterSrcs, m.suppressed, m.logDropped)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("error")
+	m.logDropped.WithLabelValues()
 	return m
 }
 
@@ -81,6 +90,10 @@ func (m *Registry) Reload(ok bool) {
 		m.reloads.WithLabelValues("error").Inc()
 	}
 }
+
+// LogDropped counts one log line lost because stderr could not be
+// written. It is safe for concurrent use and does not block.
+func (m *Registry) LogDropped() { m.logDropped.WithLabelValues().Inc() }
 
 // Gate returns an Observer with every series of one gate resolved up front,
 // so the connection path does no label lookups.

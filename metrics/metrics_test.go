@@ -84,3 +84,24 @@ func TestReloadsAtZero(t *testing.T) {
 		}
 	}
 }
+
+// distgate_log_dropped_total has no labels and is there at zero before the
+// first dropped line.
+func TestLogDropped(t *testing.T) {
+	m := New()
+	if out := scrape(t, m); !strings.Contains(out, "\ndistgate_log_dropped_total 0\n") {
+		t.Errorf("no distgate_log_dropped_total 0 before any drop:\n%s", out)
+	}
+	m.LogDropped()
+	m.LogDropped()
+	out := scrape(t, m)
+	for _, want := range []string{
+		"# HELP distgate_log_dropped_total Log lines lost because stderr could not be written.",
+		"# TYPE distgate_log_dropped_total counter",
+		"distgate_log_dropped_total 2",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}

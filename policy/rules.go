@@ -76,6 +76,13 @@ func (r Require) Satisfied(tag byte, flags uint64) bool {
 type Entry struct {
 	Sources []netip.Prefix // masked prefixes; a bare address is a /32 or /128
 	Names   []Glob         // empty: any name
+	// Identities, on a gate that terminates TLS, are matched against the
+	// verified client certificate's subject CN and its DNS, URI and email
+	// SANs; one match admits. Empty: any certificate the gate accepts.
+	Identities []Glob
+	// SNI, on a passthrough gate, is matched against the ClientHello's
+	// server name (the target node's host part). Empty: any.
+	SNI []Glob
 }
 
 func (e *Entry) coversSource(a netip.Addr) bool {

@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // WriteJSON writes r as indented JSON, the output of `distgate probe -json`.
@@ -93,8 +96,51 @@ type errWriter struct {
 	err error
 }
 
+// printf writes a formatted line. Every string argument is escaped with
+// printable first: node names, replies and errors come from the network,
+// and a probed host must not be able to write escape sequences to the
+// operator's terminal (clear it, retitle it, forge lines).
 func (ew *errWriter) printf(format string, a ...any) {
-	if ew.err == nil {
-		_, ew.err = fmt.Fprintf(ew.w, format, a...)
+	if ew.err != nil {
+		return
 	}
+	for i, v := range a {
+		if s, ok := v.(string); ok {
+			a[i] = printable(s)
+		}
+	}
+	_, ew.err = fmt.Fprintf(ew.w, format, a...)
+}
+
+// printable returns s with every byte or character a terminal could act on
+// escaped: ASCII control bytes and DEL as \xNN, bytes that are not UTF-8
+// as \xNN, and other non-printable characters (C1 controls, bidi
+// overrides) as \uNNNN. Printable text, "…" and "–" included, is kept.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1, r < 0x80 && !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case !unicode.IsPrint(r) && r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\U%08x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }

@@ -216,6 +216,7 @@ func TestFDExhaustion(t *testing.T) {
 	f.MaxHandshakes = testenv.Ptr(0)
 	gc := &f.Gate[0]
 	gc.HandshakeTimeout, gc.MaxConns, gc.MaxConnsPerSource = testenv.Dur(60*time.Second), testenv.Ptr(1000), testenv.Ptr(1000)
+	gc.SetupTimeout = testenv.Dur(60 * time.Second) // not shorter than handshake_timeout: both count from accept
 	gc.Rate, gc.Burst = testenv.Ptr(100000.0), testenv.Ptr(100000)
 	g := testenv.StartGateCmd(t, testenv.GateCmd{File: f, Adjust: func(c *exec.Cmd) {
 		c.Path = prlimit

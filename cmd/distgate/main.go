@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 	"time"
 
+	"github.com/distgate/distgate/cmd/distgate/internal/early"
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/probe"
 	"github.com/distgate/distgate/wire"
@@ -60,7 +59,7 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "run":
-		err = cmdRun(args, environ, stderr)
+		err = cmdRun(args, environ, stdout, stderr)
 	case "check":
 		err = cmdCheck(args, environ, stdout, stderr)
 	case "probe":
@@ -90,32 +89,60 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 	return exitRuntime
 }
 
-func configFlags(name string, args []string, stderr io.Writer) (string, error) {
+// configFlags parses the -config flag of run and check. The flag package
+// writes nothing itself: a usage error is printed once, by realMain, and
+// -h prints the usage on stdout.
+func configFlags(name string, args []string, stdout io.Writer) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "TOML configuration `file` (default: $DISTGATE_CONFIG, else the embedded default)")
+	fs.SetOutput(io.Discard)
+	var path onceString
+	fs.Var(&path, "config", "TOML configuration `file` (default: $DISTGATE_CONFIG, else the embedded default)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
 			return "", err
 		}
-		return "", usageErr(err)
+		return "", usageErr(fmt.Errorf("%s: %w", name, err))
 	}
 	if fs.NArg() > 0 {
 		return "", usageErr(fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0)))
 	}
-	return *path, nil
+	return path.v, nil
 }
 
+// onceString is a string flag that refuses a second value: with two
+// -config, the file checked or run would depend on their order.
+type onceString struct {
+	v   string
+	set bool
+}
+
+func (o *onceString) String() string { return o.v }
+
+func (o *onceString) Set(s string) error {
+	if o.set {
+		return fmt.Errorf("given twice (%q, then %q)", o.v, s)
+	}
+	o.v, o.set = s, true
+	return nil
+}
+
+// loadOrUsage loads the configuration and resolves the upstreams that are
+// host names, as check and the start of run do (a reload does not resolve:
+// upstreams cannot change on reload).
 func loadOrUsage(path string, environ []string) (*config.Config, error) {
 	l, err := config.Load(path, environ)
 	if err != nil {
+		return nil, configErr(err)
+	}
+	if err := l.ResolveUpstreams(context.Background(), nil); err != nil {
 		return nil, configErr(err)
 	}
 	return l, nil
 }
 
 func cmdCheck(args, environ []string, stdout, stderr io.Writer) error {
-	path, err := configFlags("check", args, stderr)
+	path, err := configFlags("check", args, stdout)
 	if err != nil {
 		return err
 	}
@@ -130,8 +157,18 @@ func cmdCheck(args, environ []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdRun(args, environ []string, stderr io.Writer) error {
-	path, err := configFlags("run", args, stderr)
+func cmdRun(args, environ []string, stdout, stderr io.Writer) error {
+	// Package early caught the signals during initialization when the
+	// command line is run's; when run is reached otherwise (tests), catch
+	// them now.
+	sigs := early.Run
+	if sigs == nil {
+		sigs = early.Catch()
+	}
+	defer sigs.Stop()
+	ctx, stop := sigs.Context()
+	defer stop()
+	path, err := configFlags("run", args, stdout)
 	if err != nil {
 		return err
 	}
@@ -139,12 +176,7 @@ func cmdRun(args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	return run(ctx, l, path, environ, hup, stderr)
+	return run(ctx, l, path, environ, sigs.Hup(), stderr)
 }
 
 // cmdProbe runs `distgate probe` (package probe). Exit codes: 0 nothing

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -122,6 +123,37 @@ func TestProbeUsage(t *testing.T) {
 		code := realMain(append([]string{"probe"}, tt.args...), nil, &stdout, &stderr)
 		if code != exitUsage || !strings.Contains(stderr.String(), tt.want) || stdout.Len() != 0 {
 			t.Errorf("probe %q: exit %d, stderr %q, stdout %q; want 2 and %q", tt.args, code, stderr.String(), stdout.String(), tt.want)
+		}
+	}
+}
+
+// `check` prints the cookie file's path, never the cookie, on stdout or
+// stderr, whether the file is accepted or refused.
+func TestCheckHidesCookie(t *testing.T) {
+	const cookie = "CHECKNEVERPRINTSTHIS"
+	dir := t.TempDir()
+	cookiePath := filepath.Join(dir, "cookie")
+	if err := os.WriteFile(cookiePath, []byte(cookie+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o600, 0o644} {
+		if err := os.Chmod(cookiePath, mode); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		code := realMain([]string{"check"}, []string{"DISTGATE_COOKIE_FILE=" + cookiePath}, &stdout, &stderr)
+		want := exitOK
+		if mode != 0o600 {
+			want = exitUsage
+		}
+		if code != want {
+			t.Errorf("mode %04o: exit %d, want %d; stderr:\n%s", mode, code, want, stderr.String())
+		}
+		if strings.Contains(stdout.String()+stderr.String(), cookie) {
+			t.Errorf("mode %04o: check printed the cookie:\n%s\n%s", mode, stdout.String(), stderr.String())
+		}
+		if mode == 0o600 && !strings.Contains(stdout.String(), `cookie_file = "`+cookiePath+`"`) {
+			t.Errorf("check does not print the cookie file's path:\n%s", stdout.String())
 		}
 	}
 }

@@ -39,7 +39,8 @@ func parseLevel(s string) zerolog.Level {
 // run listens on every gate (all or none), serves until ctx ends, and
 // reloads path on each value from hup.
 func run(ctx context.Context, l *config.Config, path string, environ []string, hup <-chan os.Signal, stderr io.Writer) error {
-	log := newLogger(l.Log, stderr)
+	reg := metrics.New()
+	log := newLogger(l.Log, newLogWriter(stderr, reg.LogDropped))
 	for _, w := range l.Warnings {
 		log.Warn().Str("config", l.Source).Msg(w)
 	}
@@ -73,11 +74,10 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 		lns = append(lns, ln)
 	}
 
-	reg := metrics.New()
 	var msrv *metricsServer
 	if l.Metrics.Listen != "" {
 		var err error
-		if msrv, err = startMetrics(l.Metrics.Listen, reg.Handler(), log); err != nil {
+		if msrv, err = startMetrics(l.Metrics.Listen, *l.Metrics.MaxConns, reg.Handler(), log); err != nil {
 			closeAll()
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -113,34 +113,69 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	if msrv != nil {
 		msrv.setReady(true)
 	}
+	notifySocket := getenv(environ, "NOTIFY_SOCKET")
+	if err := sdNotify(notifySocket, "READY=1"); err != nil {
+		log.Warn().Err(err).Msg("service manager not told that distgate is ready")
+	}
 
-	var runErr error
+	// A reload reads files (the config, cookies, certificates) in its own
+	// goroutine, so a read that takes long can never keep this loop from
+	// SIGTERM; applying the result stays here. SIGHUPs that arrive while
+	// one is read are folded into one more reload after it.
+	var (
+		runErr    error
+		reloading <-chan reloadResult // nil when no reload is being read
+		again     bool
+	)
+	startReload := func() {
+		ch := make(chan reloadResult, 1)
+		go func(cur *config.Config) {
+			next, err := loadReload(cur, path, environ)
+			ch <- reloadResult{next, err}
+		}(l)
+		reloading = ch
+	}
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info().Dur("drain_timeout", l.DrainTimeout.Duration).Msg("shutting down")
+			_ = sdNotify(notifySocket, "STOPPING=1")
 			break loop
 		case err := <-errc:
 			log.Error().Err(err).Msg("gate stopped")
 			runErr = err
 			break loop
 		case <-hup:
-			revoked := make([]int, len(gates))
-			nl, err := reload(l, path, environ, gates, revoked)
-			if err != nil {
-				reg.Reload(false)
-				log.Error().Str("config", l.Source).Err(err).Msg("reload refused; keeping the running configuration")
+			if reloading != nil {
+				again = true
 				continue
 			}
-			reg.Reload(true)
-			l = nl
-			log = log.Level(parseLevel(l.Log.Level))
-			for _, w := range l.Warnings {
-				log.Warn().Str("config", l.Source).Msg(w)
+			startReload()
+		case r := <-reloading:
+			reloading = nil
+			if r.err != nil {
+				reg.Reload(false)
+				log.Error().Str("config", l.Source).Err(r.err).Msg("reload refused; keeping the running configuration")
+			} else {
+				reg.Reload(true)
+				l = r.next
+				revoked := make([]int, len(gates))
+				for i, g := range gates {
+					revoked[i] = g.Update(l.Gates[i].Settings)
+				}
+				log = log.Level(parseLevel(l.Log.Level))
+				for _, w := range l.Warnings {
+					log.Warn().Str("config", l.Source).Msg(w)
+				}
+				for i, g := range gates {
+					log.Info().Str("gate", g.Name()).Str("config", l.Source).Int("revoked", revoked[i]).Msg("reloaded")
+				}
 			}
-			for i, g := range gates {
-				log.Info().Str("gate", g.Name()).Str("config", l.Source).Int("revoked", revoked[i]).Msg("reloaded")
+			if again {
+				// Read against what now runs.
+				again = false
+				startReload()
 			}
 		}
 	}
@@ -156,19 +191,22 @@ loop:
 	return runErr
 }
 
-// reload reads the configuration again and applies it to the running gates,
-// or nothing if any of it needs a restart (config.RestartRequired).
-// revoked[i] gets the number of live connections gate i closed.
-func reload(cur *config.Config, path string, environ []string, gates []*proxy.Gate, revoked []int) (*config.Config, error) {
+// reloadResult is what a reload read: the next configuration, or why not.
+type reloadResult struct {
+	next *config.Config
+	err  error
+}
+
+// loadReload reads the configuration again and checks that it can be
+// applied to a process running cur (config.RestartRequired). It touches
+// nothing running, so it may run beside the serving loop.
+func loadReload(cur *config.Config, path string, environ []string) (*config.Config, error) {
 	next, err := config.Load(path, environ)
 	if err != nil {
 		return nil, err
 	}
 	if err := config.RestartRequired(cur, next); err != nil {
 		return nil, err
-	}
-	for i, g := range gates {
-		revoked[i] = g.Update(next.Gates[i].Settings)
 	}
 	return next, nil
 }

@@ -134,6 +134,18 @@ func Encode(path string, f *config.File) error {
 	return WriteFile(path, b)
 }
 
+// ConfigFile writes f into a temporary directory of the test and returns
+// its path: for `distgate check`, or for a `distgate run` the test starts
+// itself.
+func ConfigFile(t testing.TB, f *config.File) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "distgate.toml")
+	if err := Encode(path, f); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // GateCmd describes a distgate to start with `distgate run -config FILE`.
 type GateCmd struct {
 	Bin  string // the binary; for a test "" means Distgate(t)

@@ -40,6 +40,16 @@ type Cmd struct {
 	Log  string   // if set, a file that gets a copy of the output
 	// Stdin gives the process a pipe on stdin (Proc.Stdin).
 	Stdin bool
+	// StderrPipe (Start only) gives the process's stderr to the caller as
+	// the read end of a pipe (Proc.Stderr) instead of capturing it in Out:
+	// to read it at the caller's pace, or to close it and see how the
+	// process copes with a reader that went away.
+	StderrPipe bool
+	// MaxRSS (Run and Output only), if not zero, caps the process's
+	// resident set in bytes: it is polled every 20 ms, and a process past
+	// the cap has its group killed, as one past the timeout does, so that
+	// a read that grows without bound fails its caller, not the machine.
+	MaxRSS int64
 	// Adjust, if set, gets the command last before it starts: to wrap it
 	// in prlimit, run it as another user, ...
 	Adjust func(*exec.Cmd)
@@ -97,6 +107,9 @@ type Proc struct {
 	Cmd   *exec.Cmd
 	Out   *Lines
 	Stdin io.WriteCloser // nil unless Cmd.Stdin was set
+	// Stderr is the read end of the process's stderr; nil unless
+	// Cmd.StderrPipe was set. The owning test's cleanup closes it.
+	Stderr *os.File
 
 	stop  syscall.Signal
 	grace time.Duration
@@ -124,12 +137,26 @@ func (c Cmd) Start() (*Proc, error) {
 	if err == nil && c.Stdin {
 		p.Stdin, err = p.Cmd.StdinPipe()
 	}
+	// The pipe is made here, not with StderrPipe, because exec closes its
+	// own pipes when Wait returns, under a reader that may still be busy.
+	var stderrW *os.File
+	if err == nil && c.StderrPipe {
+		if p.Stderr, stderrW, err = os.Pipe(); err == nil {
+			p.Cmd.Stderr = stderrW
+		}
+	}
 	if err == nil {
 		err = p.Cmd.Start()
+	}
+	if stderrW != nil {
+		_ = stderrW.Close() // the child holds the only write end now
 	}
 	if err != nil {
 		if closeLog != nil {
 			closeLog()
+		}
+		if p.Stderr != nil {
+			_ = p.Stderr.Close()
 		}
 		return nil, fmt.Errorf("start %s (%s): %w", p.Name, strings.Join(c.Args, " "), err)
 	}
@@ -159,8 +186,8 @@ func Start(t testing.TB, c Cmd) *Proc {
 }
 
 // own hands p to a test: the test-only methods fail it, and its cleanup
-// closes p's stdin, stops p (its stop signal, then its grace) and logs p's
-// output if the test failed.
+// closes p's stdin, stops p (its stop signal, then its grace), closes the
+// read end of its stderr pipe and logs p's output if the test failed.
 func (p *Proc) own(t testing.TB) {
 	p.tb = t
 	t.Cleanup(func() {
@@ -168,6 +195,9 @@ func (p *Proc) own(t testing.TB) {
 			_ = p.Stdin.Close()
 		}
 		p.Stop(p.stop, p.grace)
+		if p.Stderr != nil {
+			_ = p.Stderr.Close()
+		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", p.Name, p.Out)
 		}
@@ -322,8 +352,8 @@ func StopAll() {
 }
 
 // Run runs c to its end, at most timeout, and returns its output (stdout
-// and stderr together). When timeout passes, the process's group is
-// killed and the error says so.
+// and stderr together). When timeout passes, or the resident set passes
+// c.MaxRSS, the process's group is killed and the error says so.
 func (c Cmd) Run(timeout time.Duration) (string, error) {
 	var out bytes.Buffer
 	err := c.run(timeout, &out, nil)
@@ -339,8 +369,13 @@ func (c Cmd) Output(timeout time.Duration) (stdout, stderr string, err error) {
 }
 
 func (c Cmd) run(timeout time.Duration, stdout, stderr io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
+	// Both the timeout and the memory cap end the process through the
+	// context, whose cause says which; exec then kills the group only while
+	// the process is not yet reaped.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	timer := time.AfterFunc(timeout, func() { cancel(fmt.Errorf("%s did not finish within %v", c.name(), timeout)) })
+	defer timer.Stop()
 	cmd := c.command(ctx)
 	closeLog, err := c.output(cmd, stdout)
 	if err != nil {
@@ -352,11 +387,37 @@ func (c Cmd) run(timeout time.Duration, stdout, stderr io.Writer) error {
 	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	err = cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s did not finish within %v: %w", c.name(), timeout, err)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if c.MaxRSS > 0 {
+		done := make(chan struct{})
+		defer close(done)
+		go c.capRSS(cmd.Process.Pid, done, cancel)
+	}
+	err = cmd.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		err = fmt.Errorf("%w: %w", cause, err)
 	}
 	return err
+}
+
+// capRSS polls pid's resident set until done closes, and cancels with a
+// cause that gives the figures once it passes c.MaxRSS.
+func (c Cmd) capRSS(pid int, done <-chan struct{}, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(20 * time.Millisecond) // polling /proc: nothing to wait on
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		if rss, _, err := Memory(pid); err == nil && rss > c.MaxRSS {
+			cancel(fmt.Errorf("%s's resident set reached %d KiB, over the cap of %d KiB", c.name(), rss>>10, c.MaxRSS>>10))
+			return
+		}
+	}
 }
 
 // ExitCode returns the exit code that err, from Run or Output, carries: 0

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -112,6 +113,21 @@ func Status(pid int, key string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no %s in /proc/%d/status", key, pid)
+}
+
+// SignalIgnored reports whether a process ignores sig now: its bit in the
+// SigIgn mask of /proc/PID/status, which shows a signal.Ignore the moment
+// it is made.
+func SignalIgnored(pid int, sig syscall.Signal) (bool, error) {
+	v, err := Status(pid, "SigIgn")
+	if err != nil {
+		return false, err
+	}
+	mask, err := strconv.ParseUint(v, 16, 64)
+	if err != nil {
+		return false, fmt.Errorf("/proc/%d/status: SigIgn: %w", pid, err)
+	}
+	return sig >= 1 && sig <= 64 && mask&(1<<(uint(sig)-1)) != 0, nil
 }
 
 // Limit returns the soft and hard values of one line of /proc/PID/limits,

@@ -103,6 +103,56 @@ func TestWaitForExited(t *testing.T) {
 	}
 }
 
+// A process past MaxRSS is killed and the error says why; one within it
+// runs to its end.
+func TestRunMaxRSS(t *testing.T) {
+	// tail keeps all of a line that never ends: /dev/zero has no newline.
+	start := time.Now()
+	_, _, err := Cmd{Args: []string{"tail", "/dev/zero"}, MaxRSS: 32 << 20}.Output(WaitTimeout)
+	if ExitCode(err) != -1 || err == nil || !strings.Contains(err.Error(), "over the cap of 32768 KiB") {
+		t.Errorf("tail /dev/zero under a 32 MiB cap: %v; want it killed for its memory", err)
+	} else {
+		t.Log(err)
+	}
+	if d := time.Since(start); d > WaitTimeout/2 {
+		t.Errorf("killed after %v", d)
+	}
+	out, _, err := Cmd{Args: []string{"sh", "-c", "echo small"}, MaxRSS: 32 << 20}.Output(WaitTimeout)
+	if err != nil || out != "small\n" {
+		t.Errorf("a small process under the cap: %q, %v", out, err)
+	}
+}
+
+// StderrPipe hands stderr to the caller while stdout is still captured, and
+// closing the read end is a broken pipe for the process.
+func TestStderrPipe(t *testing.T) {
+	p := Start(t, Cmd{Stdin: true, StderrPipe: true, Args: []string{"sh", "-c",
+		`trap "" PIPE; echo out; echo err >&2; read x; echo again >&2 || echo "write failed"`}})
+	b := make([]byte, 4)
+	_ = p.Stderr.SetReadDeadline(time.Now().Add(WaitTimeout))
+	if _, err := io.ReadFull(p.Stderr, b); err != nil || string(b) != "err\n" {
+		t.Fatalf("read stderr: %q, %v", b, err)
+	}
+	_ = p.Stderr.Close()
+	_, _ = io.WriteString(p.Stdin, "go\n")
+	p.Await("the failed write", func(ls []string) bool { return Has(ls, "write failed") })
+	if ls := p.Out.All(); !Has(ls, "out") || Has(ls, "err") {
+		t.Errorf("stdout captured as %q; want out, without stderr's line", ls)
+	}
+}
+
+// SignalIgnored sees a shell's trap "".
+func TestSignalIgnored(t *testing.T) {
+	p := Start(t, Cmd{Args: []string{"sh", "-c", `trap "" USR1; echo up; sleep 60`}})
+	p.Await("up", func(ls []string) bool { return Has(ls, "up") })
+	if ign, err := SignalIgnored(p.Pid(), syscall.SIGUSR1); err != nil || !ign {
+		t.Errorf("SIGUSR1 ignored: %v, %v; want true", ign, err)
+	}
+	if ign, err := SignalIgnored(p.Pid(), syscall.SIGUSR2); err != nil || ign {
+		t.Errorf("SIGUSR2 ignored: %v, %v; want false", ign, err)
+	}
+}
+
 func TestLogMatchers(t *testing.T) {
 	raw := []string{
 		`{"level":"info","gate":"g","remote":"127.0.0.3:4000","reason":"rate_limited","message":"denied"}`,

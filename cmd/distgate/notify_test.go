@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distgate/distgate/config"
+)
+
+// run tells the service manager READY=1 once every gate listens, and
+// STOPPING=1 when it shuts down (systemd's Type=notify).
+func TestRunNotifiesReady(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	environ := []string{"DISTGATE_LISTEN=127.0.0.1:0", "NOTIFY_SOCKET=" + sock}
+	l, err := config.Load("", environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), &out) }()
+
+	recv := func() string {
+		_ = ln.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 256)
+		n, err := ln.Read(b)
+		if err != nil {
+			t.Fatalf("notify socket: %v\n%s", err, out.String())
+		}
+		return string(b[:n])
+	}
+	if m := recv(); m != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", m)
+	}
+	if !strings.Contains(out.String(), `"message":"listening"`) {
+		t.Errorf("READY=1 before listening:\n%s", out.String())
+	}
+	cancel()
+	if m := recv(); m != "STOPPING=1" {
+		t.Errorf("notification %q at shutdown, want STOPPING=1", m)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := sdNotify("relative/path", "READY=1"); err == nil {
+		t.Error("a relative NOTIFY_SOCKET was accepted")
+	}
+	if err := sdNotify("", "READY=1"); err != nil {
+		t.Errorf("no NOTIFY_SOCKET: %v", err)
+	}
+}
