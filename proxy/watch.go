@@ -78,6 +78,12 @@ func (f *framed) fill() error {
 		f.w = copy(f.buf[:], f.buf[f.r:f.w])
 		f.r = 0
 	}
+	if f.w == len(f.buf) {
+		// Cannot happen: a frame is at most half the buffer, and only one
+		// partial frame is ever held. A guard against a zero-length read
+		// spinning for ever.
+		return errors.New("handshake read buffer full")
+	}
 	for {
 		n, err := f.c.Read(f.buf[f.w:])
 		f.w += n
