@@ -275,3 +275,40 @@ func TestWatchCookieNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchGarbage: both sides write random bytes at once after the first
+// message. Whatever the watch makes of them, every connection ends with
+// one handshake line and one closed line, nothing is held, and (TestMain)
+// no goroutine is left.
+func TestWatchGarbage(t *testing.T) {
+	t.Parallel()
+	const rounds = 60
+	up := newUpstream(t, "127.0.0.1:0")
+	s := settings(rules(policy.RequireOTP25, allow(t, []string{"127.0.0.2"})))
+	s.SetupTimeout = testWait
+	h := startGate(t, up.addr(), s, withLogTo(io.Discard))
+	for i := range rounds {
+		c, u := reach(t, h, up, "127.0.0.2", "g@h")
+		a, b := randBytes(1+i*37%3000), randBytes(1+i*53%3000)
+		if i%3 == 0 {
+			// Well-framed but random bodies, which get past the framing.
+			a, b = frame2(t, a[:min(len(a), 1024)]), frame2(t, b[:min(len(b), 1024)])
+		}
+		go func() { _, _ = c.Write(a) }()
+		go func() { _, _ = u.Write(b) }()
+		_, _ = readToEnd(t, c)
+		_ = c.Close()
+		_ = u.Close()
+	}
+	waitUntil(t, "every connection to end", func() bool {
+		v := h.obs.view()
+		n := 0
+		for _, k := range v.outcomes {
+			n += k
+		}
+		return n == rounds && v.active == 0 && h.g.conns.Total() == 0
+	})
+	if v := h.obs.view(); v.outcomes[wire.OutcomeOK] != 0 {
+		t.Errorf("outcomes %v: random bytes passed for a handshake", v.outcomes)
+	}
+}
