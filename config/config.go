@@ -190,15 +190,11 @@ type Config struct {
 type Compiled struct {
 	Name, Listen, Upstream string
 	Settings               *proxy.Settings
-	// SetupTimeout bounds a connection from accept to the node's 'a'
-	// (challenge_ack): the handshake watch.
-	SetupTimeout time.Duration
 	// Cookie is the node's cookie read from cookie_file, surrounding
 	// whitespace trimmed; nil when cookie_file is empty (the gate does not
-	// check digests). It never prints (see Secret).
+	// check digests). It never prints (see Secret); Settings.Cookie holds
+	// the same bytes for the gate.
 	Cookie Secret
-	// Ban says when the gate bans a source; After 0 is off.
-	Ban policy.BanRules
 	// TLS is the gate's TLS mode and, for TLSTerminate, the server side.
 	TLS GateTLS
 }
@@ -634,11 +630,12 @@ func compileGate(g *Gate, where string, drain time.Duration, level zerolog.Level
 			Burst:             *g.Burst,
 			DrainTimeout:      drain,
 			LogLevel:          level,
+			SetupTimeout:      g.SetupTimeout.Duration,
+			Cookie:            []byte(cookie),
+			Ban:               ban,
 		},
-		SetupTimeout: g.SetupTimeout.Duration,
-		Cookie:       cookie,
-		Ban:          ban,
-		TLS:          gt,
+		Cookie: cookie,
+		TLS:    gt,
 	}, warnings, nil
 }
 

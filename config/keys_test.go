@@ -63,10 +63,10 @@ func TestNewKeyDefaults(t *testing.T) {
 		t.Errorf("top-level defaults: forward %q state_file %q admin %q metrics.max_conns %d", l.Forward, l.StateFile, l.Admin.Socket, *l.Metrics.MaxConns)
 	}
 	g := l.Gates[0]
-	if g.SetupTimeout != 10*time.Second || g.Cookie != nil || g.TLS.Mode != TLSOff || g.TLS.Config != nil {
-		t.Errorf("gate defaults: setup %v cookie %v tls %v %v", g.SetupTimeout, g.Cookie == nil, g.TLS.Mode, g.TLS.Config)
+	if g.Settings.SetupTimeout != 10*time.Second || g.Cookie != nil || g.TLS.Mode != TLSOff || g.TLS.Config != nil {
+		t.Errorf("gate defaults: setup %v cookie %v tls %v %v", g.Settings.SetupTimeout, g.Cookie == nil, g.TLS.Mode, g.TLS.Config)
 	}
-	b := g.Ban
+	b := g.Settings.Ban
 	if b.After != 5 || b.Window != 10*time.Minute || b.Duration != 15*time.Minute || b.MaxDuration != 24*time.Hour || len(b.Never) != 0 {
 		t.Errorf("ban defaults: %+v", b)
 	}
@@ -88,18 +88,18 @@ func TestNewKeyValues(t *testing.T) {
 		t.Errorf("top level: %+v", l.File)
 	}
 	g := l.Gates[0]
-	if g.SetupTimeout != 20*time.Second {
-		t.Errorf("setup_timeout %v", g.SetupTimeout)
+	if g.Settings.SetupTimeout != 20*time.Second {
+		t.Errorf("setup_timeout %v", g.Settings.SetupTimeout)
 	}
-	b := g.Ban
+	b := g.Settings.Ban
 	if b.After != 3 || b.Window != time.Minute || b.Duration != 2*time.Minute || b.MaxDuration != time.Hour ||
 		len(b.Never) != 2 || b.Never[0].String() != "10.0.0.0/8" || b.Never[1].String() != "::1/128" {
 		t.Errorf("ban: %+v", b)
 	}
 	// after = 0 turns bans off; the other keys need not make sense then.
 	off := mustLoad(t, gateWith("", "[gate.ban]\nafter = 0\nwindow = \"0s\"\nduration = \"0s\"\n"))
-	if !off.Gates[0].Ban.Off() {
-		t.Errorf("after = 0: %+v", off.Gates[0].Ban)
+	if !off.Gates[0].Settings.Ban.Off() {
+		t.Errorf("after = 0: %+v", off.Gates[0].Settings.Ban)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/distgate/distgate/policy"
 	"github.com/distgate/distgate/proxy"
+	"github.com/distgate/distgate/wire"
 )
 
 // Registry holds every collector. It is safe for concurrent use.
@@ -25,6 +26,10 @@ type Registry struct {
 	reloads     *prometheus.CounterVec
 	limiterSrcs *prometheus.GaugeVec
 	suppressed  *prometheus.CounterVec
+	outcomes    *prometheus.CounterVec
+	closed      *prometheus.CounterVec
+	bansActive  *prometheus.GaugeVec
+	bansTotal   *prometheus.CounterVec
 	// logDropped has no labels; its one series is created at zero, so an
 	// alert on its increase sees the first dropped line.
 	logDropped *prometheus.CounterVec
@@ -65,12 +70,29 @@ func New() *Registry {
 			Name: "distgate_log_suppressed_total",
 			Help: "Denial log lines not written because of per-source sampling.",
 		}, []string{"gate"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "distgate_handshakes_total",
+			Help: "Handshakes of admitted connections, by the outcome the watch saw.",
+		}, []string{"gate", "outcome"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "distgate_connections_closed_total",
+			Help: "Admitted connections that ended, by reason: empty when they ended by themselves, else revoked, banned, shutdown, or the outcome of a handshake that failed.",
+		}, []string{"gate", "reason"}),
+		bansActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "distgate_bans_active",
+			Help: "Sources banned now.",
+		}, []string{"gate"}),
+		bansTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "distgate_bans_total",
+			Help: "Bans imposed, automatic or asked for.",
+		}, []string{"gate"}),
 		logDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "distgate_log_dropped_total",
 			Help: "Log lines lost because stderr could not be written.",
 		}, nil),
 	}
-	m.reg.MustRegister(m.conns, m.active, m.bytes, m.handshake, m.reloads, m.limiterSrcs, m.suppressed, m.logDropped)
+	m.reg.MustRegister(m.conns, m.active, m.bytes, m.handshake, m.reloads, m.limiterSrcs, m.suppressed,
+		m.outcomes, m.closed, m.bansActive, m.bansTotal, m.logDropped)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("error")
 	m.logDropped.WithLabelValues()
@@ -105,13 +127,33 @@ func (m *Registry) Gate(name string) proxy.Observer {
 		handshake:  m.handshake.WithLabelValues(name),
 		limiter:    m.limiterSrcs.WithLabelValues(name),
 		suppressed: m.suppressed.WithLabelValues(name),
+		closedSelf: m.closed.WithLabelValues(name, ""),
+		bansActive: m.bansActive.WithLabelValues(name),
+		bansTotal:  m.bansTotal.WithLabelValues(name),
 	}
 	o.decided[policy.Admitted] = m.conns.WithLabelValues(name, "admitted", "")
 	for _, r := range policy.DenyReasons() {
 		o.decided[r] = m.conns.WithLabelValues(name, "denied", r.String())
 	}
+	for _, out := range outcomes {
+		o.outcomes[out] = m.outcomes.WithLabelValues(name, out.String())
+		if out != wire.OutcomeOK {
+			o.closedOutcome[out] = m.closed.WithLabelValues(name, proxy.CloseReason(policy.Admitted, out))
+		}
+	}
+	for _, r := range stopReasons {
+		o.closedStopped[r] = m.closed.WithLabelValues(name, proxy.CloseReason(r, wire.OutcomeOK))
+	}
 	return o
 }
+
+// outcomes are the handshake watch's outcomes; stopReasons the reasons the
+// gate stops an admitted connection for.
+var (
+	outcomes = []wire.Outcome{wire.OutcomeOK, wire.OutcomeAuthFailed, wire.OutcomeRefused,
+		wire.OutcomeAborted, wire.OutcomeTimeout, wire.OutcomeProtocolError}
+	stopReasons = []policy.Reason{policy.Revoked, policy.Banned, policy.Shutdown}
+)
 
 // gate is one gate's proxy.Observer.
 type gate struct {
@@ -121,6 +163,14 @@ type gate struct {
 	handshake  prometheus.Observer
 	limiter    prometheus.Gauge
 	suppressed prometheus.Counter
+	outcomes   [wire.OutcomeProtocolError + 1]prometheus.Counter
+	// closed by reason: ended by itself, stopped by the gate, or after a
+	// handshake that failed.
+	closedSelf    prometheus.Counter
+	closedStopped [policy.Shutdown + 1]prometheus.Counter
+	closedOutcome [wire.OutcomeProtocolError + 1]prometheus.Counter
+	bansActive    prometheus.Gauge
+	bansTotal     prometheus.Counter
 }
 
 var _ proxy.Observer = (*gate)(nil)
@@ -138,3 +188,33 @@ func (o *gate) Moved(in, out int64) {
 func (o *gate) Active(delta int)     { o.active.Add(float64(delta)) }
 func (o *gate) Suppressed(n int)     { o.suppressed.Add(float64(n)) }
 func (o *gate) LimiterSources(n int) { o.limiter.Set(float64(n)) }
+
+func (o *gate) Handshake(out wire.Outcome) {
+	if int(out) < len(o.outcomes) && o.outcomes[out] != nil {
+		o.outcomes[out].Inc()
+	}
+}
+
+// Closed counts under the label proxy.CloseReason gives, from the series
+// resolved up front.
+func (o *gate) Closed(r policy.Reason, out wire.Outcome) {
+	var c prometheus.Counter
+	switch {
+	case r != policy.Admitted:
+		if int(r) < len(o.closedStopped) {
+			c = o.closedStopped[r]
+		}
+	case out != wire.OutcomeOK && out != wire.OutcomePending:
+		if int(out) < len(o.closedOutcome) {
+			c = o.closedOutcome[out]
+		}
+	default:
+		c = o.closedSelf
+	}
+	if c != nil {
+		c.Inc()
+	}
+}
+
+func (o *gate) Banned()          { o.bansTotal.Inc() }
+func (o *gate) BansActive(n int) { o.bansActive.Set(float64(n)) }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distgate/distgate/policy"
+	"github.com/distgate/distgate/wire"
 )
 
 // scrape returns what /metrics serves.
@@ -35,6 +36,18 @@ func TestExposition(t *testing.T) {
 	g.Active(-1)
 	g.Suppressed(3)
 	g.LimiterSources(4)
+	g.Decided(policy.Banned, time.Microsecond)
+	g.Handshake(wire.OutcomeOK)
+	g.Handshake(wire.OutcomeAuthFailed)
+	g.Handshake(wire.OutcomeAuthFailed)
+	g.Handshake(wire.Outcome(99)) // unknown: not counted
+	g.Closed(policy.Admitted, wire.OutcomeOK)
+	g.Closed(policy.Admitted, wire.OutcomeAuthFailed)
+	g.Closed(policy.Revoked, wire.OutcomeOK)
+	g.Closed(policy.Banned, wire.OutcomeAborted) // stopped in the watch: the reason wins
+	g.Banned()
+	g.Banned()
+	g.BansActive(1)
 	m.Reload(true)
 	m.Reload(false)
 	m.Reload(false)
@@ -54,9 +67,9 @@ func TestExposition(t *testing.T) {
 		`distgate_bytes_total{direction="out",gate="myapp"} 20`,
 		"# HELP distgate_handshake_seconds Time from accept to the admit or deny decision.",
 		"# TYPE distgate_handshake_seconds histogram",
-		`distgate_handshake_seconds_bucket{gate="myapp",le="0.0001"} 2`,
-		`distgate_handshake_seconds_bucket{gate="myapp",le="10"} 3`,
-		`distgate_handshake_seconds_count{gate="myapp"} 3`,
+		`distgate_handshake_seconds_bucket{gate="myapp",le="0.0001"} 3`,
+		`distgate_handshake_seconds_bucket{gate="myapp",le="10"} 4`,
+		`distgate_handshake_seconds_count{gate="myapp"} 4`,
 		"# HELP distgate_reloads_total Configuration reloads on SIGHUP, by result.",
 		`distgate_reloads_total{result="ok"} 1`,
 		`distgate_reloads_total{result="error"} 2`,
@@ -64,6 +77,28 @@ func TestExposition(t *testing.T) {
 		`distgate_limiter_sources{gate="myapp"} 4`,
 		"# HELP distgate_log_suppressed_total Denial log lines not written because of per-source sampling.",
 		`distgate_log_suppressed_total{gate="myapp"} 3`,
+		`distgate_connections_total{gate="myapp",reason="banned",verdict="denied"} 1`,
+		"# TYPE distgate_handshakes_total counter",
+		`distgate_handshakes_total{gate="myapp",outcome="ok"} 1`,
+		`distgate_handshakes_total{gate="myapp",outcome="auth_failed"} 2`,
+		`distgate_handshakes_total{gate="myapp",outcome="refused"} 0`,
+		`distgate_handshakes_total{gate="myapp",outcome="aborted"} 0`,
+		`distgate_handshakes_total{gate="myapp",outcome="timeout"} 0`,
+		`distgate_handshakes_total{gate="myapp",outcome="protocol_error"} 0`,
+		"# TYPE distgate_connections_closed_total counter",
+		`distgate_connections_closed_total{gate="myapp",reason=""} 1`,
+		`distgate_connections_closed_total{gate="myapp",reason="auth_failed"} 1`,
+		`distgate_connections_closed_total{gate="myapp",reason="revoked"} 1`,
+		`distgate_connections_closed_total{gate="myapp",reason="banned"} 1`,
+		`distgate_connections_closed_total{gate="myapp",reason="shutdown"} 0`,
+		`distgate_connections_closed_total{gate="myapp",reason="aborted"} 0`,
+		`distgate_connections_closed_total{gate="myapp",reason="refused"} 0`,
+		`distgate_connections_closed_total{gate="myapp",reason="timeout"} 0`,
+		`distgate_connections_closed_total{gate="myapp",reason="protocol_error"} 0`,
+		"# TYPE distgate_bans_active gauge",
+		`distgate_bans_active{gate="myapp"} 1`,
+		"# TYPE distgate_bans_total counter",
+		`distgate_bans_total{gate="myapp"} 2`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("no line %q in:\n%s", want, out)
@@ -72,6 +107,14 @@ func TestExposition(t *testing.T) {
 	// One series per reason and verdict, and nothing else.
 	if n := strings.Count(out, "distgate_connections_total{"); n != 1+len(policy.DenyReasons()) {
 		t.Errorf("%d connections_total series, want %d", n, 1+len(policy.DenyReasons()))
+	}
+	// One series per outcome; per close reason: by itself, three stops,
+	// five failed outcomes.
+	if n := strings.Count(out, "distgate_handshakes_total{"); n != 6 {
+		t.Errorf("%d handshakes_total series, want 6", n)
+	}
+	if n := strings.Count(out, "distgate_connections_closed_total{"); n != 9 {
+		t.Errorf("%d connections_closed_total series, want 9", n)
 	}
 }
 

@@ -8,6 +8,7 @@ type Reason uint8
 const (
 	Admitted Reason = iota
 	SourceNotAllowed
+	Banned
 	TooManyConns
 	TooManyConnsPerSource
 	RateLimited
@@ -25,6 +26,7 @@ const (
 var reasonNames = [numReasons]string{
 	Admitted:              "",
 	SourceNotAllowed:      "source_not_allowed",
+	Banned:                "banned",
 	TooManyConns:          "too_many_conns",
 	TooManyConnsPerSource: "too_many_conns_per_source",
 	RateLimited:           "rate_limited",
@@ -47,10 +49,10 @@ func (r Reason) String() string {
 }
 
 // DenyReasons lists every reason a connection can be denied for before it is
-// admitted (Revoked and Shutdown when a reload or a drain comes while it is
-// still being decided), for pre-creating metric series.
+// admitted (Revoked, Shutdown and Banned also when a reload, a drain or a new
+// ban comes while it is still being decided), for pre-creating metric series.
 func DenyReasons() []Reason {
-	return []Reason{SourceNotAllowed, TooManyConns, TooManyConnsPerSource, RateLimited,
+	return []Reason{SourceNotAllowed, Banned, TooManyConns, TooManyConnsPerSource, RateLimited,
 		TooManyHandshakes, HandshakeTimeout, BadHandshake, MissingFlags, NameNotAllowed,
 		UpstreamUnreachable, Revoked, Shutdown}
 }

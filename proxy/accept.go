@@ -67,16 +67,25 @@ func (g *Gate) take(ctx context.Context, p *pending, bo *backoff) {
 		return
 	}
 	bo.reset()
-	go g.serve(&conn{client: c, peer: p.peer, start: start, s: s, adm: adm.move()})
+	// Tracked from here on, so that a ban or the end of the drain can cut
+	// it whatever it is doing.
+	ss := g.track(c, p.peer, start)
+	adm.live = ss
+	go g.serve(&conn{client: c, peer: p.peer, start: start, s: s, adm: adm.move(), ss: ss})
 }
 
-// admit runs steps 1–4 on src under s: the allowlist, the gate's and the
-// source's concurrency caps, the source's rate, and the handshake cap shared
-// by all gates. Slots are taken here and nowhere else; on Admitted the
-// returned admission holds them, otherwise nothing is held.
+// admit runs steps 1–4 on src under s: the allowlist and the bans, the
+// gate's and the source's concurrency caps, the source's rate, and the
+// handshake cap shared by all gates. The ban table is asked only about
+// allowed sources, so a flood from elsewhere never touches it. Slots are
+// taken here and nowhere else; on Admitted the returned admission holds
+// them, otherwise nothing is held.
 func (g *Gate) admit(src netip.Addr, s *Settings, now time.Time) (admission, policy.Reason) {
 	if !s.Rules.SourceAllowed(src) {
 		return admission{}, policy.SourceNotAllowed
+	}
+	if g.bans.Banned(src, now) {
+		return admission{}, policy.Banned
 	}
 	if r := g.conns.Acquire(src, s.MaxConns, s.MaxConnsPerSource); r != policy.Admitted {
 		return admission{}, r
@@ -98,8 +107,8 @@ func (g *Gate) admit(src netip.Addr, s *Settings, now time.Time) (admission, pol
 // admission is everything a connection holds of its gate, from the checks
 // at accept to its end: its place in the gate's and its source's
 // concurrency counts (policy.Conns), a handshake slot (policy.Handshakes)
-// until its first message has been read, its entry among the live sessions
-// once it is admitted, and its place among the connections Serve waits for.
+// until its first message has been read, its entry among the live sessions,
+// and its place among the connections Serve waits for.
 //
 // Only admit takes these. release gives back whatever is still held and
 // forgets it, and move hands everything to a new owner, leaving the old one
@@ -110,7 +119,7 @@ type admission struct {
 	g         *Gate // nil once given back (or moved away)
 	src       netip.Addr
 	handshake bool     // holds a handshake slot
-	live      *session // registered in g.live
+	live      *session // registered in g.live (track)
 }
 
 // handshakeDone gives back the handshake slot, once the first message has

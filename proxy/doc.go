@@ -1,18 +1,26 @@
 // Package proxy owns distgate's sockets: the accept loop of each gate, the
 // exact read of the first handshake message under a deadline, the dial to
-// the upstream node, and the hand-over of the two raw TCP connections to a
-// forward.Forwarder. Decisions are delegated to package policy.
+// the upstream node, the watch of the rest of the handshake to its outcome,
+// and the hand-over of the two raw TCP connections to a forward.Forwarder.
+// Decisions are delegated to package policy, the handshake's judgement to
+// wire.Watch.
 //
 // The files follow a connection through a gate; read them in this order:
 //
 //	gate.go      Gate, Config, NewGate, Update, Serve
 //	accept.go    the accept loop and the checks on the peer address alone
-//	             (steps 1–4), and the admission a passing connection holds
+//	             (steps 1–4, bans included), and the admission a passing
+//	             connection holds
 //	conn.go      one connection's life, top to bottom: the first message,
-//	             flags, name, dial, the first message upstream, forwarding,
-//	             the end
+//	             flags, name, dial, the first message upstream, the
+//	             handshake watch, forwarding, the end
+//	watch.go     the handshake watch: both directions frame by frame to
+//	             the node's 'a' (or another outcome)
 //	sessions.go  live connections: revocation, the drain, byte counts
-//	logging.go   denied, admitted and closed lines, and denial sampling
+//	bans.go      failures, bans, and the methods the admin socket uses
+//	logging.go   denied, admitted, handshake and closed lines, and denial
+//	             sampling
+//	status.go    a gate's state for the admin socket
 //
 // and, underneath: acceptor*.go (accept4 on Linux), handshake.go (the
 // exact read), progress_*.go (TCP_INFO), settings.go, observer.go.

@@ -120,13 +120,13 @@ func TestForwardBothWaysAtOnce(t *testing.T) {
 		}
 	}
 	e := h.log.waitFor(t, "closed", from(c))
-	hl := int64(len(hello(t, "a@h")))
-	if e.num("bytes_in") != hl+toNode || e.num("bytes_out") != toClient || e.has("reason") {
-		t.Errorf("closed line = %v, want bytes_in %d, bytes_out %d, no reason", e, hl+toNode, toClient)
+	hl, ho := hsIn(t, "a@h"), hsOut(t)
+	if e.num("bytes_in") != hl+toNode || e.num("bytes_out") != ho+toClient || e.has("reason") {
+		t.Errorf("closed line = %v, want bytes_in %d, bytes_out %d, no reason", e, hl+toNode, ho+toClient)
 	}
 	waitUntil(t, "the connection to end", func() bool { return h.obs.view().active == 0 })
-	if v := h.obs.view(); v.in != hl+toNode || v.out != toClient {
-		t.Errorf("Observer moved %d/%d, want %d/%d", v.in, v.out, hl+toNode, toClient)
+	if v := h.obs.view(); v.in != hl+toNode || v.out != ho+toClient {
+		t.Errorf("Observer moved %d/%d, want %d/%d", v.in, v.out, hl+toNode, ho+toClient)
 	}
 }
 
@@ -197,10 +197,10 @@ func TestForwardHalfCloseWhileReplying(t *testing.T) {
 					r.n, r.err, r.sum == [32]byte(whole.Sum(nil)), 2*half)
 			}
 			e := h.log.waitFor(t, "closed", from(c))
-			hl := int64(len(hello(t, "a@h")))
-			in, out := hl+request, int64(2*half)
+			hl, ho := hsIn(t, "a@h"), hsOut(t)
+			in, out := hl+request, ho+int64(2*half)
 			if closer == "node" {
-				in, out = hl+2*half, request
+				in, out = hl+2*half, ho+request
 			}
 			if e.num("bytes_in") != in || e.num("bytes_out") != out {
 				t.Errorf("closed line = %v, want bytes_in %d, bytes_out %d", e, in, out)
@@ -238,9 +238,9 @@ func TestForwardReset(t *testing.T) {
 				t.Errorf("other side after the RST: %d bytes then %v, want none then EOF or ECONNRESET", len(got), err)
 			}
 			e := h.log.waitFor(t, "closed", func(e entry) bool { return e.str("remote") == remote })
-			in := int64(len(hello(t, "a@h")) + len(toNode))
-			if e.num("bytes_in") != in || e.num("bytes_out") != int64(len(toClient)) || e.has("reason") {
-				t.Errorf("closed line = %v, want bytes_in %d, bytes_out %d, no reason", e, in, len(toClient))
+			in, out := hsIn(t, "a@h")+int64(len(toNode)), hsOut(t)+int64(len(toClient))
+			if e.num("bytes_in") != in || e.num("bytes_out") != out || e.has("reason") {
+				t.Errorf("closed line = %v, want bytes_in %d, bytes_out %d, no reason", e, in, out)
 			}
 			waitUntil(t, "the gate to let go", func() bool { return h.g.Live() == 0 && h.g.conns.Total() == 0 })
 		})
@@ -264,8 +264,8 @@ func TestForwardNodeWritesThenCloses(t *testing.T) {
 		t.Fatalf("client got %d bytes then %v, want %d then EOF, intact", n, err, len(reply))
 	}
 	_ = c.Close() // the node's close was a FIN: the pair lasts until the client's side ends too
-	if e := h.log.waitFor(t, "closed", from(c)); e.num("bytes_out") != int64(len(reply)) {
-		t.Errorf("closed bytes_out = %d, want %d", e.num("bytes_out"), len(reply))
+	if e := h.log.waitFor(t, "closed", from(c)); e.num("bytes_out") != hsOut(t)+int64(len(reply)) {
+		t.Errorf("closed bytes_out = %d, want %d", e.num("bytes_out"), hsOut(t)+int64(len(reply)))
 	}
 }
 
@@ -340,7 +340,7 @@ func TestForwarderFromConfig(t *testing.T) {
 		t.Fatalf("Update revoked %d, want 1", n)
 	}
 	expectClosed(t, c2)
-	if e := h.log.waitFor(t, "closed", from(c2)); e.str("reason") != "revoked" || e.num("bytes_in") != int64(len(hello(t, "a@h"))+4) {
+	if e := h.log.waitFor(t, "closed", from(c2)); e.str("reason") != "revoked" || e.num("bytes_in") != hsIn(t, "a@h")+4 {
 		t.Errorf("closed line = %v, want reason revoked and the bytes moved", e)
 	}
 	if _, stops := f.counts(); stops != 1 {
@@ -366,8 +366,8 @@ func TestForwarderRefuses(t *testing.T) {
 		t.Errorf("node side: %d bytes then %v, want it closed", len(got), err)
 	}
 	e := h.log.waitFor(t, "closed", from(c))
-	if !strings.Contains(e.str("error"), "no room") || e.num("bytes_in") != int64(len(hello(t, "a@h"))) || e.num("bytes_out") != 0 {
-		t.Errorf("closed line = %v, want the forwarder's error and only the first message counted", e)
+	if !strings.Contains(e.str("error"), "no room") || e.num("bytes_in") != hsIn(t, "a@h") || e.num("bytes_out") != hsOut(t) {
+		t.Errorf("closed line = %v, want the forwarder's error and only the handshake counted", e)
 	}
 	waitUntil(t, "the gate to let go", func() bool {
 		return h.g.Live() == 0 && h.g.conns.Total() == 0 && hs.InProgress() == 0

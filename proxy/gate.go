@@ -50,6 +50,12 @@ type Config struct {
 	// limiter size reported and live connections' bytes counted. Zero means
 	// DefaultSummaryEvery.
 	SummaryEvery time.Duration
+	// OnBansChanged, if set, is called after every change to the gate's
+	// bans: a new ban, one that ended or was lifted (by a reload, by hand,
+	// on expiry). It is how a state file learns to save them (Bans). It
+	// runs on the goroutine that made the change, holding no lock of the
+	// gate's, so it must be cheap: note the change and return.
+	OnBansChanged func()
 }
 
 // Gate guards one public distribution port in front of one upstream node.
@@ -70,13 +76,15 @@ type Gate struct {
 	settings atomic.Pointer[Settings]
 	limiter  *policy.Limiter
 	conns    policy.Conns
+	bans     *policy.Bans
+	onBans   func()
 	sample   sampler
 
-	ready   chan struct{} // closed once Serve accepts
-	mu      sync.Mutex    // guards live and stopped, and serializes decisions against Update
-	live    map[*session]struct{}
-	stopped bool           // the drain timeout has passed: admit no more
-	wg      sync.WaitGroup // one per connection that passed the accept checks, until it ends
+	ready   chan struct{}         // closed once Serve accepts
+	mu      sync.Mutex            // guards live and stopped, and serializes decisions against Update
+	live    map[*session]struct{} // every connection past the checks at accept (sessions.go)
+	stopped bool                  // the drain timeout has passed: admit no more
+	wg      sync.WaitGroup        // one per connection that passed the accept checks, until it ends
 }
 
 // NewGate returns a gate built from c (see Config).
@@ -91,6 +99,8 @@ func NewGate(c Config) *Gate {
 		dialer:   c.Dial,
 		every:    c.SummaryEvery,
 		limiter:  policy.NewLimiter(c.Settings.Rate, c.Settings.Burst, 0),
+		bans:     policy.NewBans(c.Settings.Ban, 0),
+		onBans:   c.OnBansChanged,
 		live:     make(map[*session]struct{}),
 		ready:    make(chan struct{}),
 	}
@@ -119,16 +129,19 @@ func (g *Gate) Upstream() string { return g.upstream }
 func (g *Gate) Ready() <-chan struct{} { return g.ready }
 
 // Update applies new settings to new connections at once, sets the log
-// level, and closes every live connection that the new settings would no
-// longer admit (reason revoked). It returns the number of connections
-// closed.
+// level, applies the ban rules (lifting the bans of sources they no longer
+// ban; bans and failure counts survive otherwise), and closes every live
+// connection that the new settings would no longer admit (reason revoked).
+// It returns the number of connections closed.
 func (g *Gate) Update(s *Settings) int {
 	g.limiter.Set(s.Rate, s.Burst)
+	lifted := g.bans.Set(s.Ban)
 	g.mu.Lock()
 	g.setLevel(s.LogLevel)
 	g.settings.Store(s)
 	revoked := g.notAdmittedBy(s)
 	g.mu.Unlock()
+	g.lifted(lifted) // logged at the new level
 	n := 0
 	for _, ss := range revoked {
 		if ss.stop(policy.Revoked) {
@@ -181,13 +194,16 @@ func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// summaries does the gate's periodic work once per SummaryEvery, and once
-// more when stop closes: count live connections' bytes, report the limiter
-// size, log what denial sampling suppressed.
+// summaries does the gate's periodic work: once per SummaryEvery, and once
+// more when stop closes, count live connections' bytes, report the limiter
+// size, log what denial sampling suppressed; once a second, end the bans
+// that ran out.
 func (g *Gate) summaries(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(g.every)
 	defer t.Stop()
+	bt := time.NewTicker(banEvery)
+	defer bt.Stop()
 	for {
 		select {
 		case <-stop:
@@ -195,6 +211,8 @@ func (g *Gate) summaries(stop <-chan struct{}, done chan<- struct{}) {
 			return
 		case <-t.C:
 			g.summary()
+		case <-bt.C:
+			g.expireBans()
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -117,6 +118,10 @@ type testObs struct {
 	in, out        int64
 	suppressed     int
 	limiterReports int
+	outcomes       map[wire.Outcome]int
+	closed         map[string]int // by CloseReason
+	bans           int
+	bansActive     int
 
 	// onMoved, if set before the gate starts, runs at the start of Moved,
 	// on the goroutine that ends the connection: a test can hold the
@@ -124,7 +129,33 @@ type testObs struct {
 	onMoved func()
 }
 
-func newTestObs() *testObs { return &testObs{decided: make(map[policy.Reason]int)} }
+func newTestObs() *testObs {
+	return &testObs{decided: make(map[policy.Reason]int), outcomes: make(map[wire.Outcome]int), closed: make(map[string]int)}
+}
+
+func (o *testObs) Handshake(out wire.Outcome) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.outcomes[out]++
+}
+
+func (o *testObs) Closed(r policy.Reason, out wire.Outcome) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed[CloseReason(r, out)]++
+}
+
+func (o *testObs) Banned() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.bans++
+}
+
+func (o *testObs) BansActive(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.bansActive = n
+}
 
 func (o *testObs) Decided(r policy.Reason, d time.Duration) {
 	o.mu.Lock()
@@ -162,20 +193,21 @@ func (o *testObs) LimiterSources(int) {
 }
 
 type obsView struct {
-	decided      map[policy.Reason]int
-	active, peak int
-	in, out      int64
-	suppressed   int
+	decided          map[policy.Reason]int
+	active, peak     int
+	in, out          int64
+	suppressed       int
+	outcomes         map[wire.Outcome]int
+	closed           map[string]int
+	bans, bansActive int
 }
 
 func (o *testObs) view() obsView {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	d := make(map[policy.Reason]int, len(o.decided))
-	for k, v := range o.decided {
-		d[k] = v
-	}
-	return obsView{decided: d, active: o.active, peak: o.peak, in: o.in, out: o.out, suppressed: o.suppressed}
+	return obsView{decided: maps.Clone(o.decided), active: o.active, peak: o.peak, in: o.in, out: o.out,
+		suppressed: o.suppressed, outcomes: maps.Clone(o.outcomes), closed: maps.Clone(o.closed),
+		bans: o.bans, bansActive: o.bansActive}
 }
 
 func (v obsView) total() int {
@@ -391,6 +423,8 @@ type harness struct {
 }
 
 type gateConf struct {
+	dial         func(ctx context.Context, addr string) (net.Conn, error)
+	onBans       func()
 	name         string
 	listen       string
 	hs           *policy.Handshakes
@@ -416,6 +450,12 @@ func withLogTo(w io.Writer) gateOpt { return func(c *gateConf) { c.logTo = w } }
 
 func withObserver(o *testObs) gateOpt { return func(c *gateConf) { c.obs = o } }
 
+func withDial(d func(ctx context.Context, addr string) (net.Conn, error)) gateOpt {
+	return func(c *gateConf) { c.dial = d }
+}
+
+func withOnBans(f func()) gateOpt { return func(c *gateConf) { c.onBans = f } }
+
 // startGate serves a gate in front of upstream; t.Cleanup stops it and
 // checks that Serve returned nil.
 func startGate(t testing.TB, upstream string, s *Settings, opts ...gateOpt) *harness {
@@ -433,7 +473,8 @@ func startGate(t testing.TB, upstream string, s *Settings, opts ...gateOpt) *har
 		w = conf.logTo
 	}
 	h.g = NewGate(Config{Name: conf.name, Upstream: upstream, Settings: s, Log: zerolog.New(w),
-		Observer: h.obs, Handshakes: conf.hs, Forwarder: conf.fwd, SummaryEvery: conf.summaryEvery})
+		Observer: h.obs, Handshakes: conf.hs, Forwarder: conf.fwd, SummaryEvery: conf.summaryEvery,
+		Dial: conf.dial, OnBansChanged: conf.onBans})
 	ln, err := net.Listen("tcp", conf.listen)
 	if err != nil {
 		t.Fatalf("gate listen %s: %v", conf.listen, err)
@@ -459,9 +500,19 @@ func startGate(t testing.TB, upstream string, s *Settings, opts ...gateOpt) *har
 	return h
 }
 
-// admit dials the gate from src, sends a hello for name and returns the
-// client and the upstream's end once the upstream has read the hello.
+// admit dials the gate from src, sends a hello for name, plays both ends
+// of the rest of the handshake through the gate (handshake) and returns
+// the client and the upstream's end, ready to forward.
 func admit(t testing.TB, h *harness, up *fakeUpstream, src, name string) (client, upstream *net.TCPConn) {
+	t.Helper()
+	c, u := reach(t, h, up, src, name)
+	handshake(t, c, u, testCookie)
+	return c, u
+}
+
+// reach dials the gate from src, sends a hello for name and returns the
+// client and the upstream's end once the upstream has read the hello.
+func reach(t testing.TB, h *harness, up *fakeUpstream, src, name string) (client, upstream *net.TCPConn) {
 	t.Helper()
 	c := dialFrom(t, src, h.addr)
 	m := hello(t, name)
@@ -469,6 +520,101 @@ func admit(t testing.TB, h *harness, up *fakeUpstream, src, name string) (client
 	u := up.next(t)
 	expect(t, u, m)
 	return c, u
+}
+
+// The fake node. A test plays the node on the upstream's end of a
+// connection (and the client on the client's end), with frames built by
+// wire's encoders, so the gate's watch sees what a real handshake sends
+// (erlang-dist-facts.md §11.1).
+
+const (
+	testCookie = "c0ok"
+	nodeName   = "app@127.0.0.1"
+	// The challenges each side sends; any numbers do.
+	nodeChallenge   uint32 = 0x8e8f2327
+	clientChallenge uint32 = 0x4af3223a
+)
+
+// frame2 puts body behind a 2-byte length.
+func frame2(t testing.TB, body []byte) []byte {
+	t.Helper()
+	f, err := wire.AppendFrame(nil, wire.HeaderTCP, body)
+	if err != nil {
+		t.Fatalf("frame: %v", err)
+	}
+	return f
+}
+
+// statusFrame is the node's status (ok, not_allowed, alive, ...) or the
+// client's answer to alive (true, false).
+func statusFrame(t testing.TB, word string) []byte {
+	t.Helper()
+	b, err := wire.AppendStatus(nil, wire.Status{Text: []byte(word)})
+	if err != nil {
+		t.Fatalf("status %q: %v", word, err)
+	}
+	return frame2(t, b)
+}
+
+// namedFrame is the node's named: grant of a dynamic name.
+func namedFrame(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := wire.AppendStatus(nil, wire.Status{Text: []byte(wire.StatusNamed), Name: []byte(name), Creation: 7})
+	if err != nil {
+		t.Fatalf("named: %v", err)
+	}
+	return frame2(t, b)
+}
+
+// challengeFrame is the node's 'N' challenge.
+func challengeFrame(t testing.TB) []byte {
+	t.Helper()
+	b, err := wire.AppendChallenge(nil, wire.Challenge{Tag: wire.TagNew, Flags: wire.DefaultHiddenFlags | wire.FlagPublished,
+		Challenge: nodeChallenge, Creation: 0x7d4bd31c, Name: []byte(nodeName)})
+	if err != nil {
+		t.Fatalf("challenge: %v", err)
+	}
+	return frame2(t, b)
+}
+
+// replyFrame is the client's 'r', its digest made with cookie.
+func replyFrame(t testing.TB, cookie string) []byte {
+	t.Helper()
+	return frame2(t, wire.AppendReply(nil, wire.Reply{Challenge: clientChallenge, Digest: wire.Digest([]byte(cookie), nodeChallenge)}))
+}
+
+// ackFrame is the node's 'a'.
+func ackFrame(t testing.TB) []byte {
+	t.Helper()
+	return frame2(t, wire.AppendAck(nil, wire.Ack{Digest: wire.Digest([]byte(testCookie), clientChallenge)}))
+}
+
+// pass writes b on one end and expects it, byte for byte, at the other.
+func pass(t testing.TB, from, to *net.TCPConn, b []byte) {
+	t.Helper()
+	write(t, from, b)
+	expect(t, to, b)
+}
+
+// handshake plays the rest of a handshake whose first message the node
+// has read: the node's status and challenge (in one write, so the gate may
+// read both at once), the client's reply made with cookie, the node's ack.
+// Each must reach the other end intact.
+func handshake(t testing.TB, c, u *net.TCPConn, cookie string) {
+	t.Helper()
+	pass(t, u, c, append(statusFrame(t, wire.StatusOK), challengeFrame(t)...))
+	pass(t, c, u, replyFrame(t, cookie))
+	pass(t, u, c, ackFrame(t))
+}
+
+// hsIn and hsOut are the bytes a handshake played by admit moves each way
+// (in: client to node), the first message for name included.
+func hsIn(t testing.TB, name string) int64 {
+	return int64(len(hello(t, name)) + len(replyFrame(t, testCookie)))
+}
+
+func hsOut(t testing.TB) int64 {
+	return int64(len(statusFrame(t, wire.StatusOK)) + len(challengeFrame(t)) + len(ackFrame(t)))
 }
 
 // waitUntil polls cond until it holds.

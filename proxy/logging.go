@@ -1,12 +1,16 @@
 package proxy
 
-// The gate's log lines (design.md, Logs): denied, admitted, closed, and the
-// summary of denials that sampling did not write. They are written at the
+// The gate's log lines (design.md, Logs): denied, admitted, handshake,
+// closed, and the summary of denials that sampling did not write. (banned
+// and unbanned are in bans.go.) They are written at the
 // level the gate's settings carry (a disabled level builds no event at
 // all), and a denial is sampled per source before anything is formatted, so
 // a flood costs no formatting beyond what sampling lets through.
 
 import (
+	"hash/maphash"
+	"math"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"time"
@@ -48,14 +52,48 @@ func (g *Gate) logAdmitted(c *conn, h *wire.Handshake) {
 	logHandshake(withRemote(g.log().Info(), c.peer), h).Str("upstream", g.upstream).Msg("admitted")
 }
 
-// logClosed writes the closed line of an admitted connection: the bytes
-// each way (in: client to node), how long it lived and, if it did not end
-// by itself, why it was stopped.
-func (g *Gate) logClosed(c *conn, res forward.Result) {
-	ev := withRemote(g.log().Info(), c.peer).Str("node", c.ss.node).Str("upstream", g.upstream).
-		Int64("bytes_in", res.In).Int64("bytes_out", res.Out).Dur("dur", time.Since(c.start))
+// logOutcome writes the handshake line: the watch's outcome, the node's
+// final name (the one granted by named: for a client that asked for one),
+// the refusing status, and how long from accept. A watch the gate cut (a
+// ban, the drain, a revocation) carries that reason.
+func (g *Gate) logOutcome(c *conn, wr watchResult) {
+	ev := g.log().Info()
+	if ev == nil {
+		return
+	}
+	o := wr.step.Outcome
+	ev = withRemote(ev, c.peer).Str("node", c.ss.nodeName()).Str("outcome", o.String())
+	if o == wire.OutcomeRefused {
+		ev = ev.Str("status", wr.status)
+	}
 	if r := c.ss.reason(); r != policy.Admitted {
 		ev = ev.Str("reason", r.String())
+	} else if wr.step.Err != nil && o != wire.OutcomeTimeout {
+		ev = ev.Err(wr.step.Err)
+	}
+	ev.Dur("dur", time.Since(c.start)).Msg("handshake")
+}
+
+// logClosed writes the closed line of an admitted connection: the bytes
+// each way (in: client to node), how long it lived, its handshake's
+// outcome, the forwarding path if it got that far and, if it did not end
+// by itself, why (CloseReason: the reason it was stopped, or the outcome
+// of a handshake that failed).
+func (g *Gate) logClosed(c *conn, res forward.Result, r policy.Reason, o wire.Outcome) {
+	ev := g.log().Info()
+	if ev == nil {
+		return
+	}
+	ev = withRemote(ev, c.peer).Str("node", c.ss.nodeName()).Str("upstream", g.upstream).
+		Int64("bytes_in", res.In).Int64("bytes_out", res.Out).Dur("dur", time.Since(c.start))
+	if o != wire.OutcomePending {
+		ev = ev.Str("outcome", o.String())
+	}
+	if why := CloseReason(r, o); why != "" {
+		ev = ev.Str("reason", why)
+	}
+	if c.ss.forwarded() {
+		ev = ev.Str("path", g.fwd.Path())
 	}
 	if c.refused != nil {
 		ev = ev.Err(c.refused)
@@ -64,14 +102,21 @@ func (g *Gate) logClosed(c *conn, res forward.Result) {
 }
 
 // logSuppressed writes what sampling suppressed since the last call, if
-// anything, and reports it to the Observer.
+// anything, and reports it to the Observer. suppressed counts the denial
+// lines not written; sources counts the distinct sources (IPv4 addresses,
+// IPv6 /64s) they came from, exactly up to 1024 and estimated beyond (to
+// within a few per cent), when the line says estimated.
 func (g *Gate) logSuppressed() {
-	n, sources := g.sample.reset()
+	n, sources, estimated := g.sample.reset()
 	if n == 0 {
 		return
 	}
 	g.obs.Suppressed(n)
-	g.log().Info().Int("suppressed", n).Int("sources", sources).Msg("denials suppressed")
+	ev := g.log().Info().Int("suppressed", n).Int("sources", sources)
+	if estimated {
+		ev = ev.Bool("estimated", true)
+	}
+	ev.Msg("denials suppressed")
 }
 
 // withRemote adds the peer's address:port without allocating a string.
@@ -112,7 +157,9 @@ type sampler struct {
 	mu         sync.Mutex
 	seen       map[netip.Addr]uint16
 	suppressed int
-	sources    int // sources with at least one suppressed line this period
+	// sources counts the distinct source keys with at least one
+	// suppressed line this period, tracked or not.
+	sources distinct
 }
 
 // allow reports whether a denial from a should be logged, counting it as
@@ -127,6 +174,7 @@ func (s *sampler) allow(a netip.Addr) bool {
 	n, ok := s.seen[k]
 	if !ok && len(s.seen) >= sampleSources {
 		s.suppressed++
+		s.sources.add(k) // untracked: counted each time, once in the result
 		return false
 	}
 	if n < samplePerSource {
@@ -135,18 +183,108 @@ func (s *sampler) allow(a netip.Addr) bool {
 	}
 	if n == samplePerSource {
 		s.seen[k] = n + 1
-		s.sources++
+		s.sources.add(k)
 	}
 	s.suppressed++
 	return false
 }
 
-// reset starts a new period and returns what was suppressed in the last one.
-func (s *sampler) reset() (suppressed, sources int) {
+// reset starts a new period and returns what was suppressed in the last
+// one: the lines, and the distinct source keys they came from (an estimate
+// if estimated).
+func (s *sampler) reset() (suppressed, sources int, estimated bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	suppressed, sources = s.suppressed, s.sources
+	suppressed = s.suppressed
+	sources, estimated = s.sources.count()
 	clear(s.seen)
-	s.suppressed, s.sources = 0, 0
-	return suppressed, sources
+	s.suppressed = 0
+	s.sources.reset()
+	return suppressed, sources, estimated
+}
+
+// distinct counts distinct source keys in bounded memory: exactly up to
+// exactSources keys, then with a HyperLogLog sketch of 2^hllBits one-byte
+// registers (4 KiB; standard error 1.04/sqrt(4096), about 1.6%) that every
+// key seen so far is folded into. A flood from a million addresses costs the
+// same memory as one from a thousand. The zero value is ready; it is not
+// safe for concurrent use (sampler's mutex guards it).
+type distinct struct {
+	exact map[netip.Addr]struct{}
+	hll   *[1 << hllBits]uint8 // nil until the exact set overflows
+	seed  maphash.Seed
+}
+
+const (
+	exactSources = 1024
+	hllBits      = 12
+)
+
+func (d *distinct) add(k netip.Addr) {
+	if d.hll != nil {
+		d.sketch(k)
+		return
+	}
+	if d.exact == nil {
+		d.exact = make(map[netip.Addr]struct{})
+	}
+	if _, ok := d.exact[k]; ok {
+		return
+	}
+	if len(d.exact) < exactSources {
+		d.exact[k] = struct{}{}
+		return
+	}
+	// Over the exact bound: from now on, every key goes into the sketch,
+	// starting with those held exactly.
+	d.hll = new([1 << hllBits]uint8)
+	if d.seed == (maphash.Seed{}) {
+		d.seed = maphash.MakeSeed()
+	}
+	for e := range d.exact {
+		d.sketch(e)
+	}
+	d.sketch(k)
+}
+
+// sketch folds k into the registers: the top hllBits bits of its hash pick
+// a register, which keeps the longest run of leading zeros (plus one) seen
+// in the remaining bits.
+func (d *distinct) sketch(k netip.Addr) {
+	b := k.As16()
+	h := maphash.Bytes(d.seed, b[:])
+	i := h >> (64 - hllBits)
+	r := uint8(bits.LeadingZeros64(h<<hllBits|1<<(hllBits-1))) + 1
+	if r > d.hll[i] {
+		d.hll[i] = r
+	}
+}
+
+// count returns the number of distinct keys added, and whether it is an
+// estimate.
+func (d *distinct) count() (int, bool) {
+	if d.hll == nil {
+		return len(d.exact), false
+	}
+	const m = float64(1 << hllBits)
+	sum, zeros := 0.0, 0
+	for _, r := range d.hll {
+		sum += math.Ldexp(1, -int(r))
+		if r == 0 {
+			zeros++
+		}
+	}
+	e := 0.7213 / (1 + 1.079/m) * m * m / sum
+	if e <= 2.5*m && zeros > 0 {
+		e = m * math.Log(m/float64(zeros)) // small range: linear counting
+	}
+	// Never below what was counted exactly before the sketch took over.
+	return max(int(math.Round(e)), exactSources), true
+}
+
+// reset empties the count, keeping the memory: the exact set shrinks back
+// to nothing and the sketch is dropped until the next overflow.
+func (d *distinct) reset() {
+	clear(d.exact)
+	d.hll = nil
 }

@@ -81,3 +81,93 @@ func TestDeniedAtDisabledLevelCostsNothing(t *testing.T) {
 type eventCounter int
 
 func (c *eventCounter) Run(*zerolog.Event, zerolog.Level, string) { *c++ }
+
+// TestSamplerCountsSources: the summary's sources is the number of distinct
+// sources with a suppressed line, also past the 256 whose lines are
+// tracked: exact up to 1024, estimated (and said so) beyond.
+func TestSamplerCountsSources(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sources   int // distinct sources, each denied `each` times
+		each      int
+		want      int // distinct sources with a suppressed line
+		estimated bool
+	}{
+		{name: "one loud source", sources: 1, each: 50, want: 1},
+		{name: "tracked sources over their share", sources: 200, each: 7, want: 200},
+		{name: "past the tracked ones", sources: 1000, each: 1, want: 1000 - sampleSources},
+		{name: "a flood from many sources", sources: 79000, each: 2, want: 79000 - sampleSources, estimated: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s sampler
+			suppressedWant := 0
+			for i := range tc.sources {
+				a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+				for j := range tc.each {
+					if !s.allow(a) {
+						suppressedWant++
+					} else if i >= sampleSources || j >= samplePerSource {
+						t.Fatalf("source %d line %d was let through", i, j)
+					}
+				}
+			}
+			n, sources, est := s.reset()
+			if n != suppressedWant {
+				t.Errorf("suppressed %d, want %d", n, suppressedWant)
+			}
+			if est != tc.estimated {
+				t.Errorf("estimated = %v, want %v", est, tc.estimated)
+			}
+			if tc.estimated {
+				// The sketch's standard error is 1.6%: 7% is over four of them.
+				if d := float64(sources-tc.want) / float64(tc.want); d > 0.07 || d < -0.07 {
+					t.Errorf("sources %d, want %d within 7%%", sources, tc.want)
+				}
+			} else if sources != tc.want {
+				t.Errorf("sources %d, want %d", sources, tc.want)
+			}
+			// A new period starts from nothing.
+			if n, sources, est := s.reset(); n != 0 || sources != 0 || est {
+				t.Errorf("after reset: %d, %d, %v", n, sources, est)
+			}
+		})
+	}
+}
+
+// TestSamplerIPv6PerPrefix: addresses of one /64 are one source, for the
+// lines let through and for the count.
+func TestSamplerIPv6PerPrefix(t *testing.T) {
+	var s sampler
+	base := netip.MustParseAddr("2001:db8::1").As16()
+	let := 0
+	for i := range 3000 {
+		a := base
+		a[15], a[14] = byte(i), byte(i>>8)
+		if s.allow(netip.AddrFrom16(a)) {
+			let++
+		}
+	}
+	if n, sources, est := s.reset(); let != samplePerSource || n != 3000-samplePerSource || sources != 1 || est {
+		t.Errorf("let %d through, then suppressed %d from %d sources (estimated %v); want %d, %d, 1",
+			let, n, sources, est, samplePerSource, 3000-samplePerSource)
+	}
+}
+
+// TestSuppressedLineSaysEstimated: the summary line carries the count and,
+// past the exact bound, says it is an estimate.
+func TestSuppressedLineSaysEstimated(t *testing.T) {
+	lb := &logBuf{}
+	g := NewGate(Config{Name: "g", Upstream: "127.0.0.1:1", Settings: settings(rules(policy.RequireOTP25)), Log: zerolog.New(lb)})
+	start := time.Now()
+	for i := range 5000 {
+		g.denied(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1), policy.SourceNotAllowed, start, nil, nil)
+	}
+	g.logSuppressed()
+	e := lb.waitFor(t, "denials suppressed", nil)
+	if e.num("suppressed") != 5000-sampleSources || e["estimated"] != true {
+		t.Errorf("summary = %v, want suppressed %d, estimated", e, 5000-sampleSources)
+	}
+	if d := e.num("sources") - (5000 - sampleSources); d > 400 || d < -400 {
+		t.Errorf("summary sources %d, want about %d", e.num("sources"), 5000-sampleSources)
+	}
+}

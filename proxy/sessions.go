@@ -1,44 +1,78 @@
 package proxy
 
-// Live connections: each admitted connection is a session in g.live from
-// its decision to its end, so that a reload can revoke it, the drain can
-// stop it, and its bytes can be counted while it lasts.
+// Live connections: every connection that passed the checks made at accept
+// is a session in g.live until it ends, so that a new ban can close it, the
+// drain can stop it whatever it is doing (reading its first message,
+// dialling, in the handshake watch, forwarding), a reload can revoke it once
+// it is admitted, and its bytes can be counted while it lasts.
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distgate/distgate/forward"
 	"github.com/distgate/distgate/policy"
+	"github.com/distgate/distgate/wire"
 )
 
-// session is one admitted connection, tracked so a reload or a drain can
-// stop it.
+// session is one connection from the checks at accept to its end.
 type session struct {
 	client *net.TCPConn
-	src    netip.Addr
-	tag    byte
-	flags  uint64
-	node   string
+	peer   netip.AddrPort
+	key    netip.Addr // policy.Key of the peer's address: what bans and limits count
+	since  time.Time  // accept
+
+	// Set once by decide, under g.mu, before the session counts as
+	// admitted; read under g.mu (revocation) or after decided is seen.
+	decided bool
+	tag     byte
+	flags   uint64
+	name    string // the name the rules were checked against: host only for a dynamic name
+
+	// pre counts the bytes written before the forwarder took the pair: the
+	// first message and the handshake frames forwarded by the watch.
+	preIn, preOut atomic.Int64
 
 	mu       sync.Mutex
-	upstream *net.TCPConn   // set once dialled
-	h        forward.Handle // set once the forwarder has the pair; it owns both sockets then
-	why      policy.Reason  // why it was stopped; Admitted while it runs
-	reported progress       // bytes already handed to the Observer
+	node     string             // the node's name as logged: the granted one after named:
+	cancel   context.CancelFunc // ends the dial in progress
+	upstream *net.TCPConn       // set once dialled
+	watching bool               // in the handshake watch
+	outcome  wire.Outcome       // the watch's outcome, once it has one
+	h        forward.Handle     // set once the forwarder has the pair; it owns both sockets then
+	why      policy.Reason      // why it was stopped; Admitted while it runs
+	reported progress           // bytes already handed to the Observer
 }
 
 // errStopped: the session was stopped before the forwarder got the pair.
 var errStopped = errors.New("stopped before forwarding")
 
-// Live returns the number of admitted connections currently live.
+// Live returns the number of admitted connections currently live (in the
+// handshake watch or forwarding).
 func (g *Gate) Live() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.live)
+	n := 0
+	for ss := range g.live {
+		if ss.decided {
+			n++
+		}
+	}
+	return n
+}
+
+// track registers a connection that passed the checks at accept.
+func (g *Gate) track(c *net.TCPConn, peer netip.AddrPort, start time.Time) *session {
+	ss := &session{client: c, peer: peer, key: policy.Key(peer.Addr()), since: start}
+	g.mu.Lock()
+	g.live[ss] = struct{}{}
+	g.mu.Unlock()
+	return ss
 }
 
 func (g *Gate) forget(ss *session) {
@@ -47,12 +81,13 @@ func (g *Gate) forget(ss *session) {
 	g.mu.Unlock()
 }
 
-// notAdmittedBy returns the live sessions that s would not admit. g.mu is
+// notAdmittedBy returns the admitted sessions that s would not admit.
+// Those still before their decision are decided under s anyway. g.mu is
 // held.
 func (g *Gate) notAdmittedBy(s *Settings) []*session {
 	var out []*session
 	for ss := range g.live {
-		if s.Rules.Check(ss.src, ss.tag, ss.flags, []byte(ss.node)) != policy.Admitted {
+		if ss.decided && s.Rules.Check(ss.peer.Addr(), ss.tag, ss.flags, []byte(ss.name)) != policy.Admitted {
 			out = append(out, ss)
 		}
 	}
@@ -70,9 +105,10 @@ func (g *Gate) snapshot() []*session {
 	return live
 }
 
-// drain waits for live connections for DrainTimeout, then stops them and
-// waits for them to end. Connections still before their decision are
-// denied with reason shutdown from then on (decide, conn.go).
+// drain waits for live connections for DrainTimeout, then stops every
+// connection that is left, whatever it is doing, and waits for them to end.
+// Connections still before their decision are denied with reason shutdown
+// from then on (decide, conn.go).
 func (g *Gate) drain() {
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
@@ -94,15 +130,40 @@ func (g *Gate) drain() {
 	<-done
 }
 
-// attach records the upstream leg; false if the session was stopped first.
-func (ss *session) attach(up *net.TCPConn) bool {
+// dialing records how to end the dial about to start; false if the session
+// was stopped first.
+func (ss *session) dialing(cancel context.CancelFunc) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.why != policy.Admitted {
 		return false
 	}
-	ss.upstream = up
+	ss.cancel = cancel
 	return true
+}
+
+// attach records the upstream leg; false if the session was stopped first.
+func (ss *session) attach(up *net.TCPConn) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.cancel = nil
+	if ss.why != policy.Admitted {
+		return false
+	}
+	ss.upstream = up
+	ss.watching = true
+	return true
+}
+
+// watched records the handshake's outcome and the node's final name.
+func (ss *session) watched(o wire.Outcome, node []byte) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.watching = false
+	ss.outcome = o
+	if node != nil {
+		ss.node = string(node)
+	}
 }
 
 // forward hands p to f unless the session was stopped first (errStopped:
@@ -125,8 +186,9 @@ func (ss *session) forward(f forward.Forwarder, p forward.Pair, done func(forwar
 }
 
 // stop ends the session for reason r: through the forwarder once it has the
-// pair, else by closing the sockets, which ends the dial or the write in
-// progress. It reports false if the session was stopped already.
+// pair, else by ending the dial in progress and closing the sockets, which
+// ends the read, the watch or the write in progress. It reports false if
+// the session was stopped already.
 func (ss *session) stop(r policy.Reason) bool {
 	ss.mu.Lock()
 	if ss.why != policy.Admitted {
@@ -134,17 +196,35 @@ func (ss *session) stop(r policy.Reason) bool {
 		return false
 	}
 	ss.why = r
-	h, up := ss.h, ss.upstream
+	h, up, cancel := ss.h, ss.upstream, ss.cancel
 	ss.mu.Unlock()
 	if h != nil {
 		h.Stop()
 		return true
+	}
+	if cancel != nil {
+		cancel()
 	}
 	_ = ss.client.Close()
 	if up != nil {
 		_ = up.Close()
 	}
 	return true
+}
+
+// ended returns why the session was stopped (Admitted if it was not) and
+// its handshake's outcome.
+func (ss *session) ended() (policy.Reason, wire.Outcome) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.why, ss.outcome
+}
+
+// forwarded reports whether the forwarder got the pair.
+func (ss *session) forwarded() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.h != nil
 }
 
 func (ss *session) reason() policy.Reason {
@@ -172,6 +252,12 @@ type progress struct{ in, out int64 }
 // reportProgress reports the bytes live sessions moved since the last call.
 func (g *Gate) reportProgress() {
 	for _, ss := range g.snapshot() {
+		ss.mu.Lock()
+		forwarding := ss.h != nil && ss.why == policy.Admitted
+		ss.mu.Unlock()
+		if !forwarding {
+			continue
+		}
 		in, out, ok := tcpCounters(ss.client)
 		if !ok {
 			continue
@@ -200,4 +286,11 @@ func (ss *session) settle(in, out int64) (dIn, dOut int64) {
 	ss.reported.in += dIn
 	ss.reported.out += dOut
 	return dIn, dOut
+}
+
+// nodeName returns the node's name as logged.
+func (ss *session) nodeName() string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.node
 }
