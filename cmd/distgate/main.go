@@ -25,6 +25,9 @@ const (
 	exitOK      = 0
 	exitRuntime = 1
 	exitUsage   = 2
+	// exitUnprobed is probe's "nothing could be probed": a host given
+	// without a port where no epmd answered.
+	exitUnprobed = 3
 )
 
 const usage = `usage:
@@ -148,7 +151,8 @@ func cmdRun(args, environ []string, stderr io.Writer) error {
 }
 
 // cmdProbe runs `distgate probe` (package probe). Exit codes: 0 nothing
-// exposed, 1 something exposed, 2 usage error.
+// exposed, 1 something exposed, 2 usage error, 3 nothing could be probed
+// on a host given without a port (a silent all-clear would mislead cron).
 func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -198,8 +202,14 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	// The exit code carries the verdict even when stdout is gone.
 	_ = write(stdout, rep)
-	if rep.Exposed {
+	for _, m := range rep.UnprobedMessages() {
+		fmt.Fprintf(stderr, "distgate: probe: %s\n", m)
+	}
+	switch {
+	case rep.Exposed:
 		return exitRuntime
+	case len(rep.Unprobed) > 0:
+		return exitUnprobed
 	}
 	return exitOK
 }
