@@ -17,6 +17,7 @@ import (
 
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/probe"
+	"github.com/distgate/distgate/scaffold"
 	"github.com/distgate/distgate/wire"
 )
 
@@ -34,6 +35,8 @@ const usage = `usage:
   distgate [run] [-config FILE]     run the gates (no file: the embedded default)
   distgate check [-config FILE]     validate; print the effective config; exit 2 on any error
   distgate probe [-json] TARGET...  audit a host as a scanner would
+  distgate init elixir|erlang -node N -public ADDR -allow CIDR... [-port P] [-out DIR] [-force]
+                                    write distgate.toml (and an Elixir release's rel/ files)
   distgate version
 `
 
@@ -68,6 +71,8 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(args, environ, stdout, stderr)
 	case "probe":
 		return cmdProbe(args, stdout, stderr)
+	case "init":
+		return scaffold.Main(args, stdout, stderr)
 	case "version":
 		err = cmdVersion(args, stdout)
 	case "help", "-h", "-help", "--help":
