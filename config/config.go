@@ -33,8 +33,8 @@ const (
 	defaultOnDeny            = "close"
 	defaultMaxConns          = 256
 	defaultMaxConnsPerSource = 8
-	defaultRate              = 1.0
-	defaultBurst             = 5
+	defaultRate              = 2.0 // with defaultBurst: config.example.toml says why
+	defaultBurst             = 20
 	defaultRequireFlags      = "otp25"
 	maxRate                  = 1e6
 	maxBurst                 = 1e6
