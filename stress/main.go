@@ -15,10 +15,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"slices"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/distgate/distgate/internal/attack"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 const usage = `usage:
@@ -46,7 +49,7 @@ func (r *result) add(name, unit string, v float64) {
 func (r *result) failf(format string, a ...any) { r.fails = append(r.fails, fmt.Sprintf(format, a...)) }
 
 type env struct {
-	distgate, erl string
+	distgate string
 }
 
 func main() {
@@ -92,12 +95,21 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	erl, err := exec.LookPath("erl")
-	if err != nil && scenario != "integrity" {
-		fmt.Fprintln(os.Stderr, "stress: this scenario needs Erlang/OTP (erl on PATH)")
+	if _, err := testenv.ErlPath(); err != nil && scenario != "integrity" {
+		fmt.Fprintln(os.Stderr, "stress: this scenario needs Erlang:", err)
 		os.Exit(1)
 	}
-	e := env{distgate: *bin, erl: erl}
+	e := env{distgate: *bin}
+	// A signal stops the processes of the run in progress, not just this
+	// program.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "stress: %v: stopping everything this run started\n", s)
+		testenv.StopAll()
+		os.Exit(130)
+	}()
 
 	var all []result
 	failed := false
@@ -125,23 +137,14 @@ func main() {
 				vs = append(vs, r.metrics[k].v)
 			}
 		}
-		fmt.Printf("  %-44s %12s %s   (runs: %s)\n", m.name, format(median(vs)), m.unit, formatAll(vs))
+		med, _ := attack.Median(vs)
+		fmt.Printf("  %-44s %12s %s   (runs: %s)\n", m.name, format(med), m.unit, formatAll(vs))
 	}
 	if failed {
 		fmt.Println("\nSOME CHECKS FAILED (see FAIL lines above)")
 		os.Exit(1)
 	}
 	fmt.Println("\nall checks held")
-}
-
-func median(vs []float64) float64 {
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 func format(v float64) string {

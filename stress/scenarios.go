@@ -10,7 +10,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/distgate/distgate/stress/attack"
+	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/attack"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // floodSources are the attacking sources.
@@ -19,9 +21,9 @@ var floodSources = []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}
 // world is one run's processes and files; close stops what it started.
 type world struct {
 	dir  string
-	node *proc
-	gate *proc
-	bg   []func()
+	node *testenv.Node
+	gate *testenv.Gate
+	ops  []*attack.Operator
 }
 
 func newWorld() (*world, error) {
@@ -39,50 +41,39 @@ func (w *world) sub(name string) string {
 }
 
 func (w *world) close() {
-	for _, f := range w.bg {
-		f()
+	for _, o := range w.ops {
+		_, _ = o.Stop()
 	}
 	if w.gate != nil {
-		w.gate.stop(syscall.SIGTERM, 10*time.Second)
+		w.gate.Stop(syscall.SIGTERM, 10*time.Second)
 	}
 	if w.node != nil {
-		w.node.stop(syscall.SIGTERM, 10*time.Second)
+		w.node.Stop(syscall.SIGTERM, 10*time.Second)
 	}
 	_ = os.RemoveAll(w.dir)
 }
 
 // operator runs body (which creates mark when its baseline is done) in a
-// client in the background and returns once mark exists; stop creates the
-// stop file and returns the client's output.
-func (w *world) operator(e env, name string, port int, body func(mark, stop string) string) (stop func() (string, error), err error) {
-	dir := w.sub(name)
-	mark, stopFile := filepath.Join(dir, "mark"), filepath.Join(dir, "stop")
-	type res struct {
-		out string
-		err error
+// client in the background and returns once mark exists.
+func (w *world) operator(name string, port int, body func(mark, stop string) string) (*attack.Operator, error) {
+	o, err := attack.StartOperator(w.sub(name), testenv.Client(name+"@127.0.0.1", port), body, 10*time.Minute)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan res, 1)
-	done := make(chan struct{})
-	go func() {
-		out, err := runClient(e.erl, dir, name+"@127.0.0.1", port, body(mark, stopFile), 10*time.Minute)
-		ch <- res{out, err}
-		close(done)
-	}()
-	var once sync.Once
-	var r res
-	stop = func() (string, error) {
-		once.Do(func() {
-			_ = os.WriteFile(stopFile, nil, 0o644)
-			r = <-ch
-		})
-		return r.out, r.err
+	w.ops = append(w.ops, o)
+	return o, nil
+}
+
+// gate starts distgate with one gate "stress" on 127.0.0.1:port in front of
+// upstream, allowing sources; set adjusts the gate's keys.
+func (w *world) startGate(e env, port int, upstream string, set func(g *config.Gate), sources ...string) error {
+	f := testenv.GateFile("stress", testenv.Addr(testenv.GateIP, port), upstream, testenv.Allow(sources))
+	if set != nil {
+		set(&f.Gate[0])
 	}
-	w.bg = append(w.bg, func() { _, _ = stop() })
-	if err := waitFile(mark, done, 2*time.Minute); err != nil {
-		out, cerr := stop()
-		return nil, fmt.Errorf("operator %s: %v (%v); output:\n%s", name, err, cerr, out)
-	}
-	return stop, nil
+	var err error
+	w.gate, err = testenv.GateCmd{Bin: e.distgate, Dir: w.sub("gate"), File: f}.Start()
+	return err
 }
 
 // runFlood: conns connections from sources that are not allowed, as fast as
@@ -94,15 +85,15 @@ func runFlood(e env, conns, workers int, sessions bool) (result, error) {
 		return r, err
 	}
 	defer w.close()
-	port, err := freePort()
+	port, err := testenv.FreePort(testenv.GateIP, testenv.NodeIP)
 	if err != nil {
 		return r, err
 	}
-	var mark int
-	if w.node, mark, err = startNode(e.erl, w.sub("node"), port); err != nil {
+	if w.node, err = testenv.App(port).StartNode(w.sub("node"), true); err != nil {
 		return r, err
 	}
-	if w.gate, err = startGate(e.distgate, w.sub("gate"), gateTOML(port, fmt.Sprintf("127.0.0.2:%d", port), "", "127.0.0.1/32")); err != nil {
+	mark := w.node.Mark
+	if err := w.startGate(e, port, testenv.Addr(testenv.NodeIP, port), nil, "127.0.0.1/32"); err != nil {
 		return r, err
 	}
 	body := func(m, s string) string { return attack.RPCLoop(m, s, 5*time.Millisecond) }
@@ -111,39 +102,39 @@ func runFlood(e env, conns, workers int, sessions bool) (result, error) {
 		// too: one new session a little over every second.
 		body = func(m, s string) string { return attack.SessionLoop(m, s, 1100*time.Millisecond) }
 	}
-	stopOp, err := w.operator(e, "op", port, body)
+	op, err := w.operator("op", port, body)
 	if err != nil {
 		return r, err
 	}
 	// The node's output from here on may show only the operator's own
 	// connections (nodeup/nodedown and their reports when it opens
 	// sessions) until the flush client's nodeup.
-	if mark, err = w.node.waitLine("nodeup 'op@127.0.0.1'", mark, 30*time.Second); err != nil {
+	if mark, err = w.node.WaitLine("nodeup 'op@127.0.0.1'", mark, 30*time.Second); err != nil {
 		return r, err
 	}
-	cpu0, _ := attack.CPUTime(w.gate.pid())
-	watch := attack.Watch(w.gate.pid(), 50*time.Millisecond)
+	cpu0, _ := testenv.CPUTime(w.gate.Pid())
+	watch := testenv.Watch(w.gate.Pid(), 50*time.Millisecond)
 	f := attack.Flood(context.Background(), attack.FloodConfig{Target: fmt.Sprintf("127.0.0.1:%d", port),
 		Sources: floodSources, Conns: conns, Workers: workers})
 	peak := watch()
-	cpu1, _ := attack.CPUTime(w.gate.pid())
+	cpu1, _ := testenv.CPUTime(w.gate.Pid())
 
 	// Nothing reached the node: the next thing it prints after the
 	// operator's nodeup is an admitted client's nodeup.
-	out, err := runClient(e.erl, w.sub("flush"), "flush@127.0.0.1", port,
+	out, err := testenv.Client("flush@127.0.0.1", port).Run(w.sub("flush"),
 		`io:format("ping ~p~n", [net_adm:ping(Node)])`, time.Minute)
 	if err != nil || !strings.Contains(out, "ping pong") {
 		r.failf("the flush client after the flood: %v: %s", err, out)
 	}
-	if end, err := w.node.waitLine("nodeup 'flush@127.0.0.1'", mark, 30*time.Second); err != nil {
+	if end, err := w.node.WaitLine("nodeup 'flush@127.0.0.1'", mark, 30*time.Second); err != nil {
 		r.failf("%v", err)
-	} else if ls, _ := w.node.out.Snapshot(); end-1 > mark {
+	} else if ls := w.node.Out.All(); end-1 > mark {
 		if foreign := notOperator(ls[mark : end-1]); len(foreign) > 0 || !sessions {
 			r.failf("the node printed something during the flood; a connection reached it:\n%s", strings.Join(ls[mark:end-1], "\n"))
 		}
 	}
 
-	opOut, err := stopOp()
+	opOut, err := op.Stop()
 	if err != nil {
 		r.failf("operator: %v: %s", err, opOut)
 	}
@@ -168,17 +159,17 @@ func runFlood(e env, conns, workers int, sessions bool) (result, error) {
 		}
 	}
 
-	w.gate.stop(syscall.SIGTERM, 10*time.Second)
-	raw, _ := w.gate.out.Snapshot()
-	logs, bad := parseLog(raw)
+	w.gate.Stop(syscall.SIGTERM, 10*time.Second)
+	raw := w.gate.Out.All()
+	logs, bad := testenv.ParseLog(raw)
 	denied, suppressed, sums := 0, 0, 0
 	for _, l := range logs {
-		switch l.str("message") {
+		switch l.Str("message") {
 		case "denied":
 			denied++
 		case "denials suppressed":
 			sums++
-			suppressed += int(l.num("suppressed"))
+			suppressed += int(l.Num("suppressed"))
 		}
 	}
 	if bad != 0 {
@@ -234,34 +225,35 @@ func runSlow(e env, conns int, dur time.Duration, workers int, defaults bool, ga
 		return r, err
 	}
 	defer w.close()
-	port, err := freePort()
+	port, err := testenv.FreePort(testenv.GateIP, testenv.NodeIP)
 	if err != nil {
 		return r, err
 	}
-	if w.node, _, err = startNode(e.erl, w.sub("node"), port); err != nil {
+	if w.node, err = testenv.App(port).StartNode(w.sub("node"), true); err != nil {
 		return r, err
 	}
 	const timeout = time.Second
-	keys := "handshake_timeout = \"1s\"\nmax_conns = 100000\n"
-	if !defaults {
-		keys += "max_conns_per_source = 100000\nrate = 1000000.0\nburst = 1000000\n"
+	set := func(g *config.Gate) {
+		g.HandshakeTimeout, g.MaxConns = testenv.Dur(timeout), testenv.Ptr(100000)
+		if !defaults {
+			g.MaxConnsPerSource, g.Rate, g.Burst = testenv.Ptr(100000), testenv.Ptr(1e6), testenv.Ptr(1000000)
+		}
 	}
-	conf := gateTOML(port, fmt.Sprintf("127.0.0.2:%d", port), keys, append([]string{"127.0.0.1/32"}, floodSources...)...)
-	if w.gate, err = startGate(e.distgate, w.sub("gate"), conf); err != nil {
+	if err := w.startGate(e, port, testenv.Addr(testenv.NodeIP, port), set, append([]string{"127.0.0.1/32"}, floodSources...)...); err != nil {
 		return r, err
 	}
-	base, _ := attack.FDs(w.gate.pid())
-	stopOp, err := w.operator(e, "op", port, func(m, s string) string { return attack.SessionLoop(m, s, gap) })
+	base, _ := testenv.FDs(w.gate.Pid())
+	op, err := w.operator("op", port, func(m, s string) string { return attack.SessionLoop(m, s, gap) })
 	if err != nil {
 		return r, err
 	}
-	hello := attack.Hello("slow@127.0.0.1")
-	watch := attack.Watch(w.gate.pid(), 20*time.Millisecond)
+	hello := testenv.Hello("slow@127.0.0.1")
+	watch := testenv.Watch(w.gate.Pid(), 20*time.Millisecond)
 	f := attack.Flood(context.Background(), attack.FloodConfig{Target: fmt.Sprintf("127.0.0.1:%d", port),
 		Sources: floodSources, Conns: conns, For: dur, Workers: workers,
 		Send: func(i int) []byte { return hello[:i%3] }, Hold: 10 * time.Second})
 	peak := watch()
-	out, err := stopOp()
+	out, err := op.Stop()
 	if err != nil {
 		r.failf("operator: %v: %s", err, out)
 	}
@@ -309,18 +301,20 @@ func runIntegrity(e env, size int64, flood, silent int) (result, error) {
 		return r, err
 	}
 	defer w.close()
-	port, err := freePort()
+	port, err := testenv.FreePort(testenv.GateIP)
 	if err != nil {
 		return r, err
 	}
-	up, err := attack.NewUpstream("127.0.0.2:0")
+	up, err := testenv.NewFakeNode("127.0.0.2:0", false)
 	if err != nil {
 		return r, err
 	}
 	defer up.Close()
-	conf := gateTOML(port, up.Addr(), "handshake_timeout = \"1s\"\nrate = 1000000.0\nburst = 1000000\nmax_conns_per_source = 100000\nmax_conns = 100000\n",
-		"127.0.0.1/32", "127.0.0.6/32")
-	if w.gate, err = startGate(e.distgate, w.sub("gate"), conf); err != nil {
+	set := func(g *config.Gate) {
+		g.HandshakeTimeout, g.Rate, g.Burst = testenv.Dur(time.Second), testenv.Ptr(1e6), testenv.Ptr(1000000)
+		g.MaxConnsPerSource, g.MaxConns = testenv.Ptr(100000), testenv.Ptr(100000)
+	}
+	if err := w.startGate(e, port, up.Addr(), set, "127.0.0.1/32", "127.0.0.6/32"); err != nil {
 		return r, err
 	}
 	gw := fmt.Sprintf("127.0.0.1:%d", port)

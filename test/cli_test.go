@@ -1,46 +1,25 @@
 package test
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
-// runDistgate runs the binary to completion with the given extra
-// environment and returns its stdout, stderr and exit code.
-func runDistgate(t *testing.T, env []string, args ...string) (string, string, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, distgateBin, args...)
-	cmd.Env = cleanEnv(env...)
-	cmd.Dir = t.TempDir()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("distgate %s: %v", strings.Join(args, " "), err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("distgate %s did not finish within 30s", strings.Join(args, " "))
-	}
-	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
-}
-
+// tempConfig writes a configuration given as text, well-formed or not (what
+// `check` and `run` are tested on), and returns its path.
 func tempConfig(t *testing.T, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "distgate.toml")
-	writeFile(t, p, content)
+	if err := testenv.WriteFile(p, []byte(content)); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -76,7 +55,7 @@ func TestCheckRejects(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			stdout, stderr, code := runDistgate(t, nil, "check", "-config", tempConfig(t, tc.config))
+			stdout, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", tempConfig(t, tc.config))
 			if code != 2 {
 				t.Errorf("exit code %d, want 2; stderr:\n%s", code, stderr)
 			}
@@ -96,7 +75,7 @@ func TestCheckRejects(t *testing.T) {
 func TestCheckAccepts(t *testing.T) {
 	t.Parallel()
 	t.Run("embedded default", func(t *testing.T) {
-		stdout, stderr, code := runDistgate(t, nil, "check")
+		stdout, stderr, code := testenv.RunDistgate(t, nil, "check")
 		if code != 0 {
 			t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
 		}
@@ -112,7 +91,7 @@ func TestCheckAccepts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, stderr, code := runDistgate(t, nil, "check", "-config", path); code != 0 {
+		if _, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", path); code != 0 {
 			t.Errorf("exit code %d; stderr:\n%s", code, stderr)
 		}
 	})
@@ -123,7 +102,7 @@ func TestRunExitCodes(t *testing.T) {
 	t.Parallel()
 	t.Run("bad config", func(t *testing.T) {
 		t.Parallel()
-		_, stderr, code := runDistgate(t, nil, "run", "-config", tempConfig(t, cliGateA+"rate = -1.0\n"+cliAllow))
+		_, stderr, code := testenv.RunDistgate(t, nil, "run", "-config", tempConfig(t, cliGateA+"rate = -1.0\n"+cliAllow))
 		if code != 2 || !strings.Contains(stderr, "rate: -1") {
 			t.Errorf("exit code %d, want 2; stderr:\n%s", code, stderr)
 		}
@@ -137,7 +116,7 @@ func TestRunExitCodes(t *testing.T) {
 		defer ln.Close()
 		taken := ln.Addr().String()
 		config := "[[gate]]\nname = \"busy\"\nlisten = \"" + taken + "\"\nupstream = \"127.0.0.2:9100\"\n" + cliAllow
-		_, stderr, code := runDistgate(t, nil, "run", "-config", tempConfig(t, config))
+		_, stderr, code := testenv.RunDistgate(t, nil, "run", "-config", tempConfig(t, config))
 		if code != 1 || !strings.Contains(stderr, `gate "busy"`) || !strings.Contains(stderr, taken) {
 			t.Errorf("exit code %d, want 1 naming the gate and %s; stderr:\n%s", code, taken, stderr)
 		}
@@ -207,7 +186,7 @@ func TestEnvironment(t *testing.T) {
 
 	t.Run("replace the file's gate", func(t *testing.T) {
 		t.Parallel()
-		stdout, stderr, code := runDistgate(t, gateVars, "check", "-config", tempConfig(t, oneGate))
+		stdout, stderr, code := testenv.RunDistgate(t, gateVars, "check", "-config", tempConfig(t, oneGate))
 		if code != 0 {
 			t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
 		}
@@ -215,14 +194,14 @@ func TestEnvironment(t *testing.T) {
 	})
 	t.Run("replace the default gate, file from DISTGATE_CONFIG", func(t *testing.T) {
 		t.Parallel()
-		stdout, stderr, code := runDistgate(t, gateVars, "check")
+		stdout, stderr, code := testenv.RunDistgate(t, gateVars, "check")
 		if code != 0 {
 			t.Fatalf("embedded default: exit code %d; stderr:\n%s", code, stderr)
 		}
 		checkGate(t, decodeCheck(t, stdout), "default")
 
 		env := append([]string{"DISTGATE_CONFIG=" + tempConfig(t, oneGate)}, gateVars...)
-		stdout, stderr, code = runDistgate(t, env, "check")
+		stdout, stderr, code = testenv.RunDistgate(t, env, "check")
 		if code != 0 {
 			t.Fatalf("DISTGATE_CONFIG: exit code %d; stderr:\n%s", code, stderr)
 		}
@@ -232,7 +211,7 @@ func TestEnvironment(t *testing.T) {
 		t.Parallel()
 		two := tempConfig(t, cliGateA+cliAllow+cliGateB+cliAllow)
 		for _, v := range gateVars {
-			stdout, stderr, code := runDistgate(t, []string{v}, "check", "-config", two)
+			stdout, stderr, code := testenv.RunDistgate(t, []string{v}, "check", "-config", two)
 			k, _, _ := strings.Cut(v, "=")
 			if code != 2 || !strings.Contains(stderr, k) {
 				t.Errorf("%s with two gates: exit code %d, want 2 naming %s; stderr:\n%s", k, code, k, stderr)
@@ -242,13 +221,13 @@ func TestEnvironment(t *testing.T) {
 			}
 		}
 		// The same file is fine without them.
-		if _, stderr, code := runDistgate(t, nil, "check", "-config", two); code != 0 {
+		if _, stderr, code := testenv.RunDistgate(t, nil, "check", "-config", two); code != 0 {
 			t.Errorf("two gates, no variables: exit code %d; stderr:\n%s", code, stderr)
 		}
 	})
 	t.Run("log", func(t *testing.T) {
 		t.Parallel()
-		stdout, stderr, code := runDistgate(t, []string{"DISTGATE_LOG_LEVEL=debug", "DISTGATE_LOG_FORMAT=console"},
+		stdout, stderr, code := testenv.RunDistgate(t, []string{"DISTGATE_LOG_LEVEL=debug", "DISTGATE_LOG_FORMAT=console"},
 			"check", "-config", tempConfig(t, oneGate))
 		if code != 0 {
 			t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
@@ -257,7 +236,7 @@ func TestEnvironment(t *testing.T) {
 			t.Errorf("log level %q format %q, want debug console", c.Log.Level, c.Log.Format)
 		}
 		for _, bad := range []string{"DISTGATE_LOG_LEVEL=loud", "DISTGATE_LOG_FORMAT=xml"} {
-			_, stderr, code := runDistgate(t, []string{bad}, "check", "-config", tempConfig(t, oneGate))
+			_, stderr, code := testenv.RunDistgate(t, []string{bad}, "check", "-config", tempConfig(t, oneGate))
 			_, v, _ := strings.Cut(bad, "=")
 			if code != 2 || !strings.Contains(stderr, `"`+v+`"`) {
 				t.Errorf("%s: exit code %d, want 2 naming %q; stderr:\n%s", bad, code, v, stderr)

@@ -2,10 +2,11 @@ package test
 
 import (
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // TestDeployKubernetesEnv: the DISTGATE_* variables of the sidecar example
@@ -18,7 +19,7 @@ func TestDeployKubernetesEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	re := regexp.MustCompile(`(?m)^\s*- name: (DISTGATE_[A-Z_]+)\n\s+value: (\S+)`)
-	env := probeEnv()
+	var env []string
 	vars := map[string]string{}
 	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
 		v := strings.ReplaceAll(m[2], "$(POD_IP)", "10.244.1.7")
@@ -30,11 +31,10 @@ func TestDeployKubernetesEnv(t *testing.T) {
 			t.Errorf("the sidecar example does not set %s", k)
 		}
 	}
-	cmd := exec.Command(probeBuild(t), "check")
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("distgate check with %v: %v\n%s", vars, err, out)
+	stdout, stderr, code := testenv.RunDistgate(t, env, "check")
+	out := stdout + stderr
+	if code != 0 {
+		t.Fatalf("distgate check with %v: exit %d\n%s", vars, code, out)
 	}
 	for _, want := range []string{
 		`listen = "10.244.1.7:9100"`,
@@ -43,7 +43,7 @@ func TestDeployKubernetesEnv(t *testing.T) {
 		`names = ["myapp@*", "rem-*-myapp@*", "rpc-*-myapp@*"]`,
 		`listen = "0.0.0.0:9568"`,
 	} {
-		if !strings.Contains(string(out), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("effective config lacks %s:\n%s", want, out)
 		}
 	}

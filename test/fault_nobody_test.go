@@ -1,7 +1,6 @@
 package test
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // nobody is the unprivileged user distgate runs as in TestUnprivileged when
@@ -33,65 +34,55 @@ func TestUnprivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "distgate")
-	copyFile(t, distgateBin, bin, 0o755)
-	adjust := func(c *exec.Cmd) {
-		c.Path, c.Args[0] = bin, bin
+	copyFile(t, testenv.Distgate(t), bin, 0o755)
+	asNobody := func(c *exec.Cmd) {
 		if asRoot {
 			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 		}
 	}
 
-	p := freePort(t)
-	startNode(t, p)
-	conf := gateTOML(p, "", allow([]string{"127.0.0.1/32"}))
-	g := startGateCmd(t, conf, dir, adjust)
-	uid := procField(t, g.pid(), "Uid")
-	t.Logf("distgate runs with Uid %s, Gid %s, Groups %q, CapEff %s", uid, procField(t, g.pid(), "Gid"),
-		procField(t, g.pid(), "Groups"), procField(t, g.pid(), "CapEff"))
+	p := testenv.AppPort(t)
+	testenv.StartNode(t, testenv.App(p))
+	conf := testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32"}))
+	g := testenv.StartGateCmd(t, testenv.GateCmd{Bin: bin, Dir: dir, File: conf, Adjust: asNobody})
+	status := func(key string) string {
+		t.Helper()
+		v, err := testenv.Status(g.Pid(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	uid := status("Uid")
+	t.Logf("distgate runs with Uid %s, Gid %s, Groups %q, CapEff %s", uid, status("Gid"), status("Groups"), status("CapEff"))
 	if f := strings.Fields(uid); len(f) == 0 || f[0] == "0" {
 		t.Fatalf("distgate runs as root (Uid %s)", uid)
 	}
-	if asRoot && (procField(t, g.pid(), "Groups") != "" || procField(t, g.pid(), "CapEff") != "0000000000000000") {
-		t.Errorf("distgate kept groups or capabilities: Groups %q, CapEff %s", procField(t, g.pid(), "Groups"), procField(t, g.pid(), "CapEff"))
+	if asRoot && (status("Groups") != "" || status("CapEff") != "0000000000000000") {
+		t.Errorf("distgate kept groups or capabilities: Groups %q, CapEff %s", status("Groups"), status("CapEff"))
 	}
-	if r := (client{name: "low@127.0.0.1", port: p}).ping(t); r != "pong" {
+	if r := testenv.Ping(t, testenv.Client("low@127.0.0.1", p)); r != "pong" {
 		t.Fatalf("ping through an unprivileged distgate = %s, want pong", r)
 	}
-	g.wait(msg("admitted"), nodeIs("low@127.0.0.1"))
-	g.reconfigure(conf)
-	g.wait(msg("reloaded"))
+	g.Wait(testenv.Msg("admitted"), testenv.NodeIs("low@127.0.0.1"))
+	g.Reload(conf)
+	g.Wait(testenv.Msg("reloaded"))
 
 	// Port 1023 (below net.ipv4.ip_unprivileged_port_start, 1024 by
 	// default) is refused at start.
 	if !asRoot {
 		return // the low-port check needs a privilege to drop
 	}
-	low := strings.Replace(conf, fmt.Sprintf("127.0.0.1:%d", p), "127.0.0.1:1023", 1)
+	low := testenv.AppGate("e2e", p, conf.Gate[0].Allow...)
+	low.Gate[0].Listen = "127.0.0.1:1023"
 	lowPath := filepath.Join(dir, "low.toml")
-	writeFile(t, lowPath, low)
-	cmd := exec.Command(bin, "run", "-config", lowPath)
-	cmd.Env = cleanEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	out, err := cmd.CombinedOutput()
-	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "permission denied") {
-		t.Errorf("listen on port 1023 as nobody: exit %d (%v), output %q; want exit 1 and permission denied", code, err, out)
-	}
-}
-
-// procField returns the value of one line of /proc/PID/status.
-func procField(t *testing.T, pid int, key string) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	if err := testenv.Encode(lowPath, low); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, key+":"); ok {
-			return strings.TrimSpace(v)
-		}
+	out, err := testenv.Cmd{Args: []string{bin, "run", "-config", lowPath}, Adjust: asNobody}.Run(testenv.WaitTimeout)
+	if code := testenv.ExitCode(err); code != 1 || !strings.Contains(out, "permission denied") {
+		t.Errorf("listen on port 1023 as nobody: exit %d (%v), output %q; want exit 1 and permission denied", code, err, out)
 	}
-	t.Fatalf("no %s in /proc/%d/status", key, pid)
-	return ""
 }
 
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {

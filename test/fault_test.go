@@ -7,52 +7,32 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/distgate/distgate/stress/attack"
+	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/attack"
+	"github.com/distgate/distgate/internal/testenv"
 	"github.com/distgate/distgate/wire"
 )
 
-// The attack and fault tests of issue 3. Each one is the small, CI-sized
+// The attack and fault tests. Each one is the small, CI-sized
 // version of a scenario; stress/*.sh runs the big ones and docs/SECURITY.md
 // has the figures.
 
 // floodSources are the non-allowed (or attacking) sources of the floods.
 var floodSources = []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}
 
-// startOperator runs an operator client doing attack.RPCLoop in the background and
-// returns once its baseline is done. stop ends its loop and returns its
-// output; cleanup calls it too.
-func startOperator(t *testing.T, c client) (stop func() string) {
-	t.Helper()
-	dir := t.TempDir()
-	mark, stopFile := filepath.Join(dir, "mark"), filepath.Join(dir, "stop")
-	res := runBackground(t, c, attack.RPCLoop(mark, stopFile, 5*time.Millisecond))
-	done := make(chan struct{})
-	var out opResult
-	go func() { out = <-res; close(done) }()
-	var once sync.Once
-	stop = func() string {
-		once.Do(func() {
-			_ = os.WriteFile(stopFile, nil, 0o644)
-			<-done // bounded: the client runs under clientTimeout
-			if out.err != nil {
-				t.Errorf("operator %s: %v; output:\n%s", c.name, out.err, out.out)
-			}
-		})
-		return out.out
-	}
-	t.Cleanup(func() { stop() })
-	waitFile(t, mark, done)
-	return stop
-}
+// mib formats bytes for the logs.
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// floodRSSBound is the most memory distgate may hold through the denied
+// flood. The race detector multiplies a Go program's memory several times.
+var floodRSSBound = int64(map[bool]int{false: 40, true: 128}[testenv.RaceEnabled()]) << 20
 
 // 1. A flood of connections from sources that are not allowed: every one is
 // closed without a byte, none reaches the node, the log stays within the
@@ -61,16 +41,18 @@ func startOperator(t *testing.T, c client) (stop func() string) {
 func TestDeniedFlood(t *testing.T) {
 	t.Parallel()
 	const conns = 5000
-	p := freePort(t)
-	n := startNode(t, p)
-	g := startGate(t, gateTOML(p, "", allow([]string{"127.0.0.1/32"})))
+	p := testenv.AppPort(t)
+	n := testenv.StartNode(t, testenv.App(p))
+	g := testenv.StartGate(t, testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32"})))
 
-	stopOp := startOperator(t, client{name: "op@127.0.0.1", port: p})
-	n.mark = n.waitLine("nodeup 'op@127.0.0.1'")
+	op := attack.Operate(t, testenv.Client("op@127.0.0.1", p), func(mark, stop string) string {
+		return attack.RPCLoop(mark, stop, 5*time.Millisecond)
+	})
+	n.Mark = n.AwaitLine("nodeup 'op@127.0.0.1'")
 
-	watch := attack.Watch(g.pid(), 50*time.Millisecond)
+	watch := testenv.Watch(g.Pid(), 50*time.Millisecond)
 	r := attack.Flood(context.Background(), attack.FloodConfig{
-		Target: addr("127.0.0.1", p), Sources: floodSources, Conns: conns, Workers: 64})
+		Target: testenv.Addr("127.0.0.1", p), Sources: floodSources, Conns: conns, Workers: 64})
 	peak := watch()
 	t.Logf("flood: %d connections in %v (%.0f/s): %d closed, %d reset, %d got bytes, %d timeouts, %d dial errors (%v)",
 		r.Conns, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Closed, r.Reset, r.GotBytes, r.Timeouts, r.DialErrs, r.FirstErr)
@@ -81,12 +63,15 @@ func TestDeniedFlood(t *testing.T) {
 
 	// Nothing reached the node: an admitted client's nodeup is the first
 	// thing it prints after the operator's.
-	if got := (client{name: "flush@127.0.0.1", port: p}).ping(t); got != "pong" {
+	if got := testenv.Ping(t, testenv.Client("flush@127.0.0.1", p)); got != "pong" {
 		t.Fatalf("flush@127.0.0.1: ping = %s after the flood, want pong", got)
 	}
-	n.quietUntil("nodeup 'flush@127.0.0.1'")
+	n.QuietUntil("nodeup 'flush@127.0.0.1'")
 
-	out := stopOp()
+	out, err := op.Stop()
+	if err != nil {
+		t.Errorf("%v; output:\n%s", err, out)
+	}
 	base, err := attack.ParseRPCStats(out, "baseline")
 	if err != nil {
 		t.Fatal(err)
@@ -101,12 +86,12 @@ func TestDeniedFlood(t *testing.T) {
 		t.Errorf("operator rpc during the flood: %v; want every call to succeed", during)
 	}
 
-	g.stop()
-	g.allJSON()
-	lines := g.lines()
+	g.Shutdown()
+	g.AllJSON()
+	lines := g.Lines()
 	denied := 0
 	for _, s := range floodSources {
-		k := len(filter(lines, msg("denied"), from(s)))
+		k := len(testenv.Filter(lines, testenv.Msg("denied"), testenv.From(s)))
 		denied += k
 		// Sampling: at most 5 lines per source per 10 s period; the flood
 		// spans at most two periods here.
@@ -115,9 +100,9 @@ func TestDeniedFlood(t *testing.T) {
 		}
 	}
 	suppressed := 0
-	sums := filter(lines, msg("denials suppressed"))
+	sums := testenv.Filter(lines, testenv.Msg("denials suppressed"))
 	for _, l := range sums {
-		suppressed += int(l.num("suppressed"))
+		suppressed += int(l.Num("suppressed"))
 	}
 	if denied+suppressed != conns {
 		t.Errorf("%d denied lines + %d suppressed in %d summaries = %d, want %d (every denial counted once)",
@@ -141,31 +126,29 @@ func TestSlowClients(t *testing.T) {
 		timeout = time.Second
 		maxHS   = 128 // the default max_handshakes
 	)
-	p := freePort(t)
-	startNode(t, p)
+	p := testenv.AppPort(t)
+	testenv.StartNode(t, testenv.App(p))
 	// Per-source limits are lifted so that only the handshake cap stands
 	// between the attackers and the descriptors (with the defaults, 8
 	// connections and 1/s per source stop them long before).
-	keys := "handshake_timeout = \"1s\"\nmax_conns = 10000\nmax_conns_per_source = 10000\nrate = 100000.0\nburst = 100000\n"
-	g := startGate(t, gateTOML(p, keys, allow(append([]string{"127.0.0.1/32"}, floodSources...))))
-	base := g.fds()
+	f := testenv.AppGate("e2e", p, testenv.Allow(append([]string{"127.0.0.1/32"}, floodSources...)))
+	gc := &f.Gate[0]
+	gc.HandshakeTimeout, gc.MaxConns, gc.MaxConnsPerSource = testenv.Dur(timeout), testenv.Ptr(10000), testenv.Ptr(10000)
+	gc.Rate, gc.Burst = testenv.Ptr(100000.0), testenv.Ptr(100000)
+	g := testenv.StartGate(t, f)
+	base := g.FDs()
 
-	dir := t.TempDir()
-	mark, stopFile := filepath.Join(dir, "mark"), filepath.Join(dir, "stop")
-	op := runBackground(t, client{name: "op@127.0.0.1", port: p}, attack.SessionLoop(mark, stopFile, 20*time.Millisecond))
-	t.Cleanup(func() { _ = os.WriteFile(stopFile, nil, 0o644) })
-	waitFile(t, mark, nil)
+	op := attack.Operate(t, testenv.Client("op@127.0.0.1", p), func(mark, stop string) string {
+		return attack.SessionLoop(mark, stop, 20*time.Millisecond)
+	})
 
-	hello := attack.Hello("slow@127.0.0.1")
-	watch := attack.Watch(g.pid(), 20*time.Millisecond)
+	hello := testenv.Hello("slow@127.0.0.1")
+	watch := testenv.Watch(g.Pid(), 20*time.Millisecond)
 	r := attack.Flood(context.Background(), attack.FloodConfig{
-		Target: addr("127.0.0.1", p), Sources: floodSources, Conns: conns, For: 10 * time.Second,
+		Target: testenv.Addr("127.0.0.1", p), Sources: floodSources, Conns: conns, For: 10 * time.Second,
 		Workers: 2 * maxHS, Send: func(i int) []byte { return hello[:i%3] }, Hold: 5 * time.Second})
 	peak := watch()
-	if err := os.WriteFile(stopFile, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	res := <-op
+	opOut, opErr := op.Stop()
 
 	stalled := 0
 	for _, h := range r.Held {
@@ -195,10 +178,10 @@ func TestSlowClients(t *testing.T) {
 		t.Errorf("distgate held %d sockets, want at most %d (the listener, the cap, the operator)", peak.Sockets, limit)
 	}
 
-	if res.err != nil {
-		t.Fatalf("operator: %v; output:\n%s", res.err, res.out)
+	if opErr != nil {
+		t.Fatalf("%v; output:\n%s", opErr, opOut)
 	}
-	ss, err := attack.ParseSessions(res.out)
+	ss, err := attack.ParseSessions(opOut)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +190,7 @@ func TestSlowClients(t *testing.T) {
 	if ss.OK != ss.Tries || ss.Tries == 0 {
 		t.Errorf("operator: %d of %d new sessions got in during the attack, want all", ss.OK, ss.Tries)
 	}
-	if k := g.count(msg("denied"), from("127.0.0.1")); k != 0 {
+	if k := g.Count(testenv.Msg("denied"), testenv.From("127.0.0.1")); k != 0 {
 		t.Errorf("the operator was denied %d times", k)
 	}
 }
@@ -226,47 +209,49 @@ func TestFDExhaustion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("this test needs prlimit (util-linux): %v", err)
 	}
-	p := freePort(t)
-	startNode(t, p)
+	p := testenv.AppPort(t)
+	testenv.StartNode(t, testenv.App(p))
 	// No handshake cap: the descriptor limit is what the silent clients hit.
-	conf := "max_handshakes = 0\n" + gateTOML(p,
-		"handshake_timeout = \"60s\"\nmax_conns = 1000\nmax_conns_per_source = 1000\nrate = 100000.0\nburst = 100000\n",
-		allow([]string{"127.0.0.1/32", "127.0.0.3/32"}))
-	g := startGateCmd(t, conf, t.TempDir(), func(c *exec.Cmd) {
+	f := testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32", "127.0.0.3/32"}))
+	f.MaxHandshakes = testenv.Ptr(0)
+	gc := &f.Gate[0]
+	gc.HandshakeTimeout, gc.MaxConns, gc.MaxConnsPerSource = testenv.Dur(60*time.Second), testenv.Ptr(1000), testenv.Ptr(1000)
+	gc.Rate, gc.Burst = testenv.Ptr(100000.0), testenv.Ptr(100000)
+	g := testenv.StartGateCmd(t, testenv.GateCmd{File: f, Adjust: func(c *exec.Cmd) {
 		c.Path = prlimit
 		c.Args = append([]string{"prlimit", fmt.Sprintf("--nofile=%d:%d", nofile, nofile), "--"}, c.Args...)
-	})
-	if lim := procLimit(t, g.pid(), "Max open files"); lim != fmt.Sprintf("%d %d", nofile, nofile) {
-		t.Fatalf("distgate's open-files limit is %q, want %d %d", lim, nofile, nofile)
+	}})
+	if lim, err := testenv.Limit(g.Pid(), "Max open files"); err != nil || lim != fmt.Sprintf("%d %d", nofile, nofile) {
+		t.Fatalf("distgate's open-files limit is %q (%v), want %d %d", lim, err, nofile, nofile)
 	}
-	base, baseSockets := g.fds(), g.sockets()
+	base, baseSockets := g.FDs(), g.Sockets()
 
 	var silent []*net.TCPConn
 	for range hold {
-		silent = append(silent, dialFrom(t, "127.0.0.3", addr("127.0.0.1", p)))
+		silent = append(silent, testenv.Dial(t, "127.0.0.3", testenv.Addr("127.0.0.1", p)))
 	}
-	first := g.wait(msg("accept"), field("level", "warn"))
-	if !strings.Contains(first.str("error"), "too many open files") {
+	first := g.Wait(testenv.Msg("accept"), testenv.Field("level", "warn"))
+	if !strings.Contains(first.Str("error"), "too many open files") {
 		t.Errorf("accept warning: %v; want the EMFILE error", first)
 	}
 	// The backoff doubles from 5 ms; measure once it has reached its cap.
-	g.wait(msg("accept"), field("retry_in", "1000"))
-	t.Logf("distgate holds %d descriptors (limit %d; %d at start)", g.fds(), nofile, base)
+	g.Wait(testenv.Msg("accept"), testenv.Field("retry_in", "1000"))
+	t.Logf("distgate holds %d descriptors (limit %d; %d at start)", g.FDs(), nofile, base)
 
 	// Measure a window of the exhaustion: CPU time used and accept lines.
-	cpu0, err := attack.CPUTime(g.pid())
+	cpu0, err := testenv.CPUTime(g.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines0 := g.count(msg("accept"))
+	lines0 := g.Count(testenv.Msg("accept"))
 	time.Sleep(window) // a measurement window, not a wait for an event
-	cpu1, err := attack.CPUTime(g.pid())
+	cpu1, err := testenv.CPUTime(g.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	linesIn := g.count(msg("accept")) - lines0
+	linesIn := g.Count(testenv.Msg("accept")) - lines0
 	used := cpu1 - cpu0
-	t.Logf("while out of descriptors: %v CPU in %v; %d accept warnings in the window, %d so far", used, window, linesIn, g.count(msg("accept")))
+	t.Logf("while out of descriptors: %v CPU in %v; %d accept warnings in the window, %d so far", used, window, linesIn, g.Count(testenv.Msg("accept")))
 	if used > window/4 {
 		t.Errorf("distgate used %v CPU in %v while out of descriptors; want under %v (backing off, not spinning)", used, window, window/4)
 	}
@@ -279,12 +264,12 @@ func TestFDExhaustion(t *testing.T) {
 	for _, c := range silent {
 		_ = c.Close()
 	}
-	if r := (client{name: "back@127.0.0.1", port: p}).ping(t); r != "pong" {
+	if r := testenv.Ping(t, testenv.Client("back@127.0.0.1", p)); r != "pong" {
 		t.Fatalf("after descriptors were freed: ping = %s, want pong", r)
 	}
-	g.wait(msg("admitted"), nodeIs("back@127.0.0.1"))
-	t.Logf("service back %v after the descriptors were freed; %d accept warnings in all", time.Since(freed).Round(time.Millisecond), g.count(msg("accept")))
-	if n := g.waitSockets(baseSockets); n > baseSockets {
+	g.Wait(testenv.Msg("admitted"), testenv.NodeIs("back@127.0.0.1"))
+	t.Logf("service back %v after the descriptors were freed; %d accept warnings in all", time.Since(freed).Round(time.Millisecond), g.Count(testenv.Msg("accept")))
+	if n := g.WaitSockets(baseSockets); n > baseSockets {
 		t.Errorf("distgate holds %d sockets after the client left, want %d as at start", n, baseSockets)
 	}
 }
@@ -295,39 +280,36 @@ func TestFDExhaustion(t *testing.T) {
 // the same port.
 func TestNodeGoesAway(t *testing.T) {
 	t.Parallel()
-	p := freePort(t)
-	n := startNode(t, p)
-	g := startGate(t, gateTOML(p, "", allow([]string{"127.0.0.1/32"})))
-	sh := startShell(t, client{name: "live@127.0.0.1", port: p})
-	if r := sh.do("node"); r != appQuoted {
+	p := testenv.AppPort(t)
+	n := testenv.StartNode(t, testenv.App(p))
+	g := testenv.StartGate(t, testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32"})))
+	sh := testenv.StartShell(t, testenv.Client("live@127.0.0.1", p))
+	if r := sh.Do("node"); r != appQuoted {
 		t.Fatalf("rpc = %s", r)
 	}
-	if r := sh.do("monitor"); r != "true" {
+	if r := sh.Do("monitor"); r != "true" {
 		t.Fatalf("monitor_node = %s", r)
 	}
 	// A raw client in the middle of its handshake: the node has answered
 	// (status and challenge) and waits for the reply.
-	raw := dialFrom(t, "", addr("127.0.0.1", p))
-	if _, err := raw.Write(attack.Hello("raw@127.0.0.1")); err != nil {
+	raw := testenv.Dial(t, "", testenv.Addr("127.0.0.1", p))
+	if _, err := raw.Write(testenv.Hello("raw@127.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	g.wait(msg("admitted"), nodeIs("raw@127.0.0.1"))
+	g.Wait(testenv.Msg("admitted"), testenv.NodeIs("raw@127.0.0.1"))
 	var first [1]byte
-	_ = raw.SetReadDeadline(time.Now().Add(waitTimeout))
+	_ = raw.SetReadDeadline(time.Now().Add(testenv.WaitTimeout))
 	if _, err := io.ReadFull(raw, first[:]); err != nil {
 		t.Fatalf("raw client: no answer from the node: %v", err)
 	}
 
-	if err := n.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-n.done
+	n.Kill()
 	killed := time.Now()
 
-	if r := sh.do("wait_down"); r != "nodedown" {
+	if r := sh.Do("wait_down"); r != "nodedown" {
 		t.Errorf("client after the node was killed: %s, want nodedown", r)
 	}
-	got, _, err := readToEnd(raw, waitTimeout)
+	got, _, err := testenv.ReadToEnd(raw, testenv.WaitTimeout)
 	if err != nil {
 		t.Errorf("raw client after the node was killed: read %d more bytes, then %v; want a clean close (EOF)", got, err)
 	}
@@ -335,36 +317,36 @@ func TestNodeGoesAway(t *testing.T) {
 	// open (half-close) until the client ends it too.
 	_ = raw.Close()
 	for _, name := range []string{"live@127.0.0.1", "raw@127.0.0.1"} {
-		if c := g.wait(msg("closed"), nodeIs(name)); c.str("reason") != "" {
+		if c := g.Wait(testenv.Msg("closed"), testenv.NodeIs(name)); c.Str("reason") != "" {
 			t.Errorf("%s: closed line %v, want no reason (the node ended it)", name, c)
 		}
 	}
 
 	// While the node is down: refused, logged, and distgate stays up.
-	if r := sh.do("ping"); r != "pang" {
+	if r := sh.Do("ping"); r != "pang" {
 		t.Errorf("ping while the node is down: %s, want pang", r)
 	}
-	d := g.wait(msg("denied"), reason("upstream_unreachable"), nodeIs("live@127.0.0.1"))
-	if d.str("upstream") != addr("127.0.0.2", p) || !strings.Contains(d.str("error"), "refused") {
-		t.Errorf("denied line %v, want upstream %s and connection refused", d, addr("127.0.0.2", p))
+	d := g.Wait(testenv.Msg("denied"), testenv.Reason("upstream_unreachable"), testenv.NodeIs("live@127.0.0.1"))
+	if d.Str("upstream") != testenv.Addr("127.0.0.2", p) || !strings.Contains(d.Str("error"), "refused") {
+		t.Errorf("denied line %v, want upstream %s and connection refused", d, testenv.Addr("127.0.0.2", p))
 	}
 	select {
-	case <-g.done:
-		t.Fatalf("distgate exited when the node went away: %v", g.waitErr)
+	case <-g.Done():
+		t.Fatalf("distgate exited when the node went away: %v", g.Err())
 	default:
 	}
 
 	// The node comes back on the same port: the same client gets in.
-	startNode(t, p)
+	testenv.StartNode(t, testenv.App(p))
 	back := time.Now()
-	if r := sh.do("ping"); r != "pong" {
+	if r := sh.Do("ping"); r != "pong" {
 		t.Fatalf("ping once the node is back: %s, want pong", r)
 	}
-	if r := sh.do("node"); r != appQuoted {
+	if r := sh.Do("node"); r != appQuoted {
 		t.Errorf("rpc once the node is back: %s", r)
 	}
 	t.Logf("node down for %v; first ping after its return took %v", back.Sub(killed).Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
-	if c := g.count(msg("admitted"), nodeIs("live@127.0.0.1")); c != 2 {
+	if c := g.Count(testenv.Msg("admitted"), testenv.NodeIs("live@127.0.0.1")); c != 2 {
 		t.Errorf("live@127.0.0.1 admitted %d times, want 2 (before and after)", c)
 	}
 }
@@ -377,12 +359,13 @@ func TestNodeGoesAway(t *testing.T) {
 func TestBrokenPeers(t *testing.T) {
 	t.Parallel()
 	const rounds = 10
-	p := freePort(t)
-	up := startConnUpstream(t, "127.0.0.2:0")
-	g := startGate(t, goGateTOML(p, up.ln.Addr().String(), "rate = 100000.0\nburst = 100000\nmax_conns_per_source = 1000\n",
-		allow([]string{"127.0.0.3/32"})))
-	baseFDs, baseSockets := g.fds(), g.sockets()
-	gw := addr("127.0.0.1", p)
+	p := testenv.AppPort(t)
+	up := testenv.StartFakeNode(t, "127.0.0.2:0", true)
+	f := testenv.GateFile("e2e", testenv.Addr("127.0.0.1", p), up.Addr(), testenv.Allow([]string{"127.0.0.3/32"}))
+	f.Gate[0].Rate, f.Gate[0].Burst, f.Gate[0].MaxConnsPerSource = testenv.Ptr(100000.0), testenv.Ptr(100000), testenv.Ptr(1000)
+	g := testenv.StartGate(t, f)
+	baseFDs, baseSockets := g.FDs(), g.Sockets()
+	gw := testenv.Addr("127.0.0.1", p)
 
 	rst := func(c *net.TCPConn) {
 		_ = c.SetLinger(0)
@@ -391,7 +374,7 @@ func TestBrokenPeers(t *testing.T) {
 	// ended reads c until it ends and fails unless that is a FIN or a RST.
 	ended := func(c *net.TCPConn, who string) {
 		t.Helper()
-		_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(testenv.WaitTimeout))
 		if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("%s: %v, want EOF or ECONNRESET", who, err)
 		}
@@ -399,15 +382,15 @@ func TestBrokenPeers(t *testing.T) {
 	}
 	admitted := func(name string) (*net.TCPConn, *net.TCPConn) {
 		t.Helper()
-		c := dialFrom(t, "127.0.0.3", gw)
-		m := attack.Hello(name)
-		if _, err := c.Write(m); err != nil {
-			t.Fatal(err)
+		c := testenv.Dial(t, "127.0.0.3", gw)
+		_ = c.SetDeadline(time.Now().Add(testenv.WaitTimeout))
+		if _, _, err := testenv.Handshake(c, name); err != nil {
+			t.Fatalf("%s: handshake through distgate: %v", name, err)
 		}
-		u := up.next(t)
-		got := make([]byte, len(m))
-		if _, err := io.ReadFull(u, got); err != nil || !bytes.Equal(got, m) {
-			t.Fatalf("%s: the upstream got % x (%v), want the first message", name, got, err)
+		_ = c.SetDeadline(time.Time{})
+		u, got := up.Next()
+		if m := testenv.Hello(name); !bytes.Equal(got, m) {
+			t.Fatalf("%s: the upstream got % x, want the first message", name, got)
 		}
 		return c, u
 	}
@@ -427,8 +410,8 @@ func TestBrokenPeers(t *testing.T) {
 		ended(c, "client after the node's RST")
 
 		// The client vanishes after part of its first message.
-		c = dialFrom(t, "127.0.0.3", gw)
-		_, _ = c.Write(attack.Hello("gone@h")[:i%6])
+		c = testenv.Dial(t, "127.0.0.3", gw)
+		_, _ = c.Write(testenv.Hello("gone@h")[:i%6])
 		rst(c)
 
 		// Half-close, client first: the node still answers.
@@ -444,7 +427,7 @@ func TestBrokenPeers(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = u.Close()
-		_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(testenv.WaitTimeout))
 		if n, err := io.Copy(io.Discard, c); err != nil || n != int64(len(chunk)) {
 			t.Fatalf("half-close: the client read %d bytes (%v), want %d then EOF", n, err, len(chunk))
 		}
@@ -453,7 +436,7 @@ func TestBrokenPeers(t *testing.T) {
 		// Half-close, node first: the client still sends.
 		c, u = admitted(fmt.Sprintf("hcu-%d@h", i))
 		_ = u.CloseWrite()
-		_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(testenv.WaitTimeout))
 		if n, err := io.Copy(io.Discard, c); err != nil || n != 0 {
 			t.Fatalf("half-close: the client read %d bytes (%v), want EOF", n, err)
 		}
@@ -467,18 +450,18 @@ func TestBrokenPeers(t *testing.T) {
 		_ = u.Close()
 	}
 
-	g.waitN(4*rounds, msg("closed"))
-	n := g.waitSockets(baseSockets)
-	fds := g.fds()
+	g.WaitN(4*rounds, testenv.Msg("closed"))
+	n := g.WaitSockets(baseSockets)
+	fds := g.FDs()
 	t.Logf("distgate: %d sockets and %d descriptors before, %d and %d after %d broken connections", baseSockets, baseFDs, n, fds, 5*rounds)
 	if n != baseSockets {
 		t.Errorf("distgate holds %d sockets after the broken peers, want %d as before", n, baseSockets)
 	}
-	if adm, cl := g.count(msg("admitted")), g.count(msg("closed")); adm != 4*rounds || cl != 4*rounds {
+	if adm, cl := g.Count(testenv.Msg("admitted")), g.Count(testenv.Msg("closed")); adm != 4*rounds || cl != 4*rounds {
 		t.Errorf("%d admitted and %d closed lines, want %d each", adm, cl, 4*rounds)
 	}
-	g.stop()
-	g.allJSON()
+	g.Shutdown()
+	g.AllJSON()
 }
 
 // 6. 100 SIGHUPs, alternating between a policy that admits sources A and B
@@ -495,18 +478,22 @@ func TestReloadUnderLoad(t *testing.T) {
 		srcA    = "127.0.0.3"
 		srcB    = "127.0.0.4"
 	)
-	p := freePort(t)
-	up := startUpstream(t, "127.0.0.2:0")
-	keys := "rate = 100000.0\nburst = 100000\nmax_conns_per_source = 1000\n"
-	both := goGateTOML(p, up.Addr(), keys, allow([]string{srcA + "/32"}), allow([]string{srcB + "/32"}))
-	onlyA := goGateTOML(p, up.Addr(), keys, allow([]string{srcA + "/32"}))
-	g := startGate(t, both)
-	gw := addr("127.0.0.1", p)
+	p := testenv.AppPort(t)
+	up := testenv.StartFakeNode(t, "127.0.0.2:0", false)
+	conf := func(allow ...config.Allow) *config.File {
+		f := testenv.GateFile("e2e", testenv.Addr("127.0.0.1", p), up.Addr(), allow...)
+		f.Gate[0].Rate, f.Gate[0].Burst, f.Gate[0].MaxConnsPerSource = testenv.Ptr(100000.0), testenv.Ptr(100000), testenv.Ptr(1000)
+		return f
+	}
+	both := conf(testenv.Allow([]string{srcA + "/32"}), testenv.Allow([]string{srcB + "/32"}))
+	onlyA := conf(testenv.Allow([]string{srcA + "/32"}))
+	g := testenv.StartGate(t, both)
+	gw := testenv.Addr("127.0.0.1", p)
 
 	stop := make(chan struct{})
 	stream := func(src, name string, seed uint64) attack.StreamResult {
 		return attack.Stream(context.Background(), attack.StreamConfig{Source: src, Target: gw, Name: name,
-			Seed: seed, Max: 1 << 30, Stop: stop, Chunk: 16 << 10, Pace: 2 * time.Millisecond, Linger: waitTimeout})
+			Seed: seed, Max: 1 << 30, Stop: stop, Chunk: 16 << 10, Pace: 2 * time.Millisecond, Linger: testenv.WaitTimeout})
 	}
 	type bRun struct {
 		name string
@@ -551,7 +538,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		wg.Wait()
 	})
-	g.waitN(2*perSrc, msg("admitted"))
+	g.WaitN(2*perSrc, testenv.Msg("admitted"))
 
 	start := time.Now()
 	for i := 1; i <= reloads; i++ {
@@ -559,23 +546,23 @@ func TestReloadUnderLoad(t *testing.T) {
 		if i%2 == 1 {
 			conf = onlyA
 		}
-		g.reconfigure(conf)
-		g.waitRaw(i, `"message":"reloaded"`)
+		g.Reload(conf)
+		g.WaitRaw(i, `"message":"reloaded"`)
 	}
 	took := time.Since(start)
 	close(stop)
 	wg.Wait()
 
 	// Every admitted connection has ended: index the log once.
-	g.waitN(g.count(msg("admitted")), msg("closed"))
-	lines := g.lines()
-	admitted, closed := map[string]int{}, map[string]logLine{}
+	g.WaitN(g.Count(testenv.Msg("admitted")), testenv.Msg("closed"))
+	lines := g.Lines()
+	admitted, closed := map[string]int{}, map[string]testenv.Line{}
 	for _, l := range lines {
-		switch l.str("message") {
+		switch l.Str("message") {
 		case "admitted":
-			admitted[l.str("node")]++
+			admitted[l.Str("node")]++
 		case "closed":
-			closed[l.str("node")] = l
+			closed[l.Str("node")] = l
 		}
 	}
 
@@ -583,7 +570,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	var moved int64
 	for i, r := range aRes {
 		name := fmt.Sprintf("a%d@h", i)
-		rec, ok := up.WaitDone(name, waitTimeout)
+		rec, ok := up.WaitDone(name, testenv.WaitTimeout)
 		switch {
 		case !r.Complete || r.Cut || r.Mismatch >= 0:
 			t.Errorf("%s: sent %d, echoed %d, mismatch at %d, cut %v: %v; want the whole stream back intact",
@@ -592,7 +579,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			t.Errorf("%s: the node got %d bytes (sha256 %x), the client sent %d (sha256 %x)", name, rec.N, rec.Sum[:8], r.Sent, r.Sum[:8])
 		}
 		moved += r.Sent
-		if admitted[name] != 1 || closed[name].str("reason") != "" {
+		if admitted[name] != 1 || closed[name].Str("reason") != "" {
 			t.Errorf("%s admitted %d times, closed %v; want once, closed at its end", name, admitted[name], closed[name])
 		}
 	}
@@ -610,24 +597,24 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		cl := closed[b.name]
 		switch {
-		case b.res.Complete && cl.str("reason") == "":
+		case b.res.Complete && cl.Str("reason") == "":
 			completeB++
-		case b.res.Cut && cl.str("reason") == "revoked":
+		case b.res.Cut && cl.Str("reason") == "revoked":
 			revokedB++
 		default:
 			t.Errorf("%s: complete %v, cut %v (%v); closed line %v; want it whole, or cut by a revocation",
 				b.name, b.res.Complete, b.res.Cut, b.res.Err, cl)
 		}
 	}
-	revoked := filter(lines, msg("closed"), reason("revoked"))
+	revoked := testenv.Filter(lines, testenv.Msg("closed"), testenv.Reason("revoked"))
 	for _, l := range revoked {
-		if !from(srcB)(l) {
-			t.Errorf("revoked a connection from %s, which every policy admits: %v", l.str("remote"), l)
+		if !testenv.From(srcB)(l) {
+			t.Errorf("revoked a connection from %s, which every policy admits: %v", l.Str("remote"), l)
 		}
 	}
 	sumRevoked := 0
-	for _, l := range filter(lines, msg("reloaded")) {
-		sumRevoked += int(l.num("revoked"))
+	for _, l := range testenv.Filter(lines, testenv.Msg("reloaded")) {
+		sumRevoked += int(l.Num("revoked"))
 	}
 	// A connection revoked while distgate was still dialling the node is
 	// logged as denied (reason revoked), and denial lines are sampled: so
@@ -636,7 +623,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("reloaded lines count %d revocations, closed lines %d, B clients saw %d (and %d refused)",
 			sumRevoked, len(revoked), revokedB, deniedB)
 	}
-	if k := len(filter(lines, msg("denied"), from(srcA))); k != 0 {
+	if k := len(testenv.Filter(lines, testenv.Msg("denied"), testenv.From(srcA))); k != 0 {
 		t.Errorf("%d denied lines for A, which every policy admits", k)
 	}
 	if revokedB == 0 {
@@ -644,8 +631,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d reloads in %v; A: %d streams intact, %s each way in all; B: %d streams revoked, %d ran to the end, %d refused while B was out",
 		reloads, took.Round(time.Millisecond), perSrc, mib(moved), revokedB, completeB, deniedB)
-	g.stop()
-	g.allJSON()
+	g.Shutdown()
+	g.AllJSON()
 }
 
 // 7. Hostile node names cannot forge log lines: names with newlines, control
@@ -654,11 +641,11 @@ func TestReloadUnderLoad(t *testing.T) {
 // Every line distgate writes stays one JSON object.
 func TestHostileNames(t *testing.T) {
 	t.Parallel()
-	p := freePort(t)
-	up := startUpstream(t, "127.0.0.2:0")
+	p := testenv.AppPort(t)
+	up := testenv.StartFakeNode(t, "127.0.0.2:0", false)
 	// Sources 127.0.0.10-29 are allowed, names only good@*: printable
 	// hostile names get name_not_allowed, with the name in the line.
-	g := startGate(t, goGateTOML(p, up.Addr(), "", allow([]string{"127.0.0.0/27"}, "good@*")))
+	g := testenv.StartGate(t, testenv.GateFile("e2e", testenv.Addr("127.0.0.1", p), up.Addr(), testenv.Allow([]string{"127.0.0.0/27"}, "good@*")))
 	forged := `{"level":"info","gate":"e2e","node":"root@h","message":"admitted"}`
 	cases := []struct {
 		name   string
@@ -688,33 +675,33 @@ func TestHostileNames(t *testing.T) {
 		}
 		// One source per case: denial lines are sampled per source.
 		src := fmt.Sprintf("127.0.0.%d", 10+i)
-		c := dialFrom(t, src, addr("127.0.0.1", p))
+		c := testenv.Dial(t, src, testenv.Addr("127.0.0.1", p))
 		if _, err := c.Write(m); err != nil {
 			t.Fatal(err)
 		}
-		if n, _, err := readToEnd(c, waitTimeout); n != 0 || err != nil {
+		if n, _, err := testenv.ReadToEnd(c, testenv.WaitTimeout); n != 0 || err != nil {
 			t.Errorf("case %d (%q): read %d bytes (%v), want a silent close", i, tc.name, n, err)
 		}
-		d := g.wait(msg("denied"), from(src))
-		if d.str("reason") != tc.reason {
+		d := g.Wait(testenv.Msg("denied"), testenv.From(src))
+		if d.Str("reason") != tc.reason {
 			t.Errorf("case %d (%q): %v, want reason %s", i, tc.name, d, tc.reason)
 		}
-		if tc.reason == "name_not_allowed" && d.str("node") != tc.name {
-			t.Errorf("case %d: logged node %q, want %q exactly (escaped in the JSON)", i, d.str("node"), tc.name)
+		if tc.reason == "name_not_allowed" && d.Str("node") != tc.name {
+			t.Errorf("case %d: logged node %q, want %q exactly (escaped in the JSON)", i, d.Str("node"), tc.name)
 		}
-		if tc.reason == "bad_handshake" && d.str("node") != "" {
-			t.Errorf("case %d: a refused name was logged: %q", i, d.str("node"))
+		if tc.reason == "bad_handshake" && d.Str("node") != "" {
+			t.Errorf("case %d: a refused name was logged: %q", i, d.Str("node"))
 		}
 	}
-	g.stop()
-	g.allJSON()
-	raw := g.logs.String()
+	g.Shutdown()
+	g.AllJSON()
+	raw := g.Out.String()
 	for _, bad := range []string{"\x1b", "\x00", "\r", "\u2028", "\xff"} {
 		if strings.Contains(raw, bad) {
 			t.Errorf("distgate's output holds the byte(s) %q", bad)
 		}
 	}
-	if k := g.count(msg("admitted")); k != 0 {
+	if k := g.Count(testenv.Msg("admitted")); k != 0 {
 		t.Errorf("%d admitted lines, want none: a forged line got through", k)
 	}
 	if up.Accepts() != 0 {
@@ -732,12 +719,14 @@ func TestHostileNames(t *testing.T) {
 func TestIntegrityUnderFlood(t *testing.T) {
 	t.Parallel()
 	const size = 128 << 20
-	p := freePort(t)
-	up := startUpstream(t, "127.0.0.2:0")
-	g := startGate(t, goGateTOML(p, up.Addr(),
-		"handshake_timeout = \"1s\"\nrate = 100000.0\nburst = 100000\nmax_conns_per_source = 1000\nmax_conns = 1000\n",
-		allow([]string{"127.0.0.1/32", "127.0.0.6/32"})))
-	gw := addr("127.0.0.1", p)
+	p := testenv.AppPort(t)
+	up := testenv.StartFakeNode(t, "127.0.0.2:0", false)
+	f := testenv.GateFile("e2e", testenv.Addr("127.0.0.1", p), up.Addr(), testenv.Allow([]string{"127.0.0.1/32", "127.0.0.6/32"}))
+	gc := &f.Gate[0]
+	gc.HandshakeTimeout, gc.Rate, gc.Burst = testenv.Dur(time.Second), testenv.Ptr(100000.0), testenv.Ptr(100000)
+	gc.MaxConnsPerSource, gc.MaxConns = testenv.Ptr(1000), testenv.Ptr(1000)
+	g := testenv.StartGate(t, f)
+	gw := testenv.Addr("127.0.0.1", p)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -757,7 +746,7 @@ func TestIntegrityUnderFlood(t *testing.T) {
 	took := time.Since(start)
 	wg.Wait()
 
-	rec, ok := up.WaitDone("bulk@127.0.0.1", waitTimeout)
+	rec, ok := up.WaitDone("bulk@127.0.0.1", testenv.WaitTimeout)
 	t.Logf("%s each way in %v (%.0f MiB/s each way) beside %d denied and %d silent connections",
 		mib(r.Sent), took.Round(time.Millisecond), float64(r.Sent)/(1<<20)/took.Seconds(), flood.Conns, silent.Conns)
 	if !r.Complete || r.Sent != size || r.Echoed != size || r.Mismatch >= 0 {
@@ -771,9 +760,11 @@ func TestIntegrityUnderFlood(t *testing.T) {
 		t.Errorf("flood: %d of 2000 closed cleanly (%d reset, %d bytes, %v); silent: %d of 200 (%d reset, %d bytes, %v)",
 			flood.Closed, flood.Reset, flood.GotBytes, flood.FirstErr, silent.Closed, silent.Reset, silent.GotBytes, silent.FirstErr)
 	}
-	cl := g.wait(msg("closed"), nodeIs("bulk@127.0.0.1"))
-	if want := float64(size + len(attack.Hello("bulk@127.0.0.1"))); cl.num("bytes_in") != want || cl.num("bytes_out") != size {
-		t.Errorf("closed line %v, want bytes_in %.0f and bytes_out %d", cl, want, size)
+	cl := g.Wait(testenv.Msg("closed"), testenv.NodeIs("bulk@127.0.0.1"))
+	// Every byte each way: the payload and what came before it (the
+	// handshake and the command).
+	if in, out := float64(size+r.PreSent), float64(size+r.PreGot); cl.Num("bytes_in") != in || cl.Num("bytes_out") != out {
+		t.Errorf("closed line %v, want bytes_in %.0f and bytes_out %.0f", cl, in, out)
 	}
 	if n := up.Accepts(); n != 1 {
 		t.Errorf("the node got %d connections, want only the stream's", n)

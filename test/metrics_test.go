@@ -3,17 +3,13 @@ package test
 // End-to-end test of /metrics and /healthz: real traffic through distgate
 // (a real Erlang client admitted, scanner bytes and a disallowed source
 // denied, a SIGHUP), then the numbers scraped. Helpers are prefixed
-// "metrics"; the process helpers come from probe_test.go.
+// "metrics".
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/distgate/distgate/internal/testenv"
+	"github.com/distgate/distgate/wire"
 )
 
 // metricsSample is one line of the Prometheus text format.
@@ -160,11 +159,7 @@ func metricsFind(ss []metricsSample, name string, kv ...string) (float64, bool) 
 // close the connection; it returns what came back (nothing, for a denial).
 func metricsSend(t *testing.T, src, gate string, msg []byte) []byte {
 	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", gate)
-	if err != nil {
-		t.Fatalf("dial %s from %s: %v", gate, src, err)
-	}
+	c := testenv.Dial(t, src, gate)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	_, _ = c.Write(msg) // a source denied at accept may be closed before this
@@ -173,28 +168,17 @@ func metricsSend(t *testing.T, src, gate string, msg []byte) []byte {
 }
 
 func TestMetrics(t *testing.T) {
-	bin := probeBuild(t)
-	port := freePortOn(t, "127.0.0.1", "127.0.0.2")
-	mport := freePortOn(t, "127.0.0.1")
-	maddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mport))
-	gateAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	probeStartNode(t, port)
+	port := testenv.AppPort(t)
+	maddr := testenv.Addr("127.0.0.1", testenv.Port(t, "127.0.0.1"))
+	gateAddr := testenv.Addr("127.0.0.1", port)
+	testenv.StartNode(t, testenv.App(port))
 
 	// A slow refill keeps 127.0.0.1's limiter entry from being swept as
 	// full, so distgate_limiter_sources is exactly 1 below.
-	gateCmd, gateLog, cfgPath := probeStartGate(t, bin, fmt.Sprintf(`
-[metrics]
-listen = %q
-
-[[gate]]
-name = "m"
-listen = %q
-upstream = "127.0.0.2:%d"
-rate = 0.01
-burst = 100
-  [[gate.allow]]
-  sources = ["127.0.0.1/32"]
-`, maddr, gateAddr, port))
+	f := testenv.AppGate("m", port, testenv.Allow([]string{"127.0.0.1/32"}))
+	f.Metrics.Listen = maddr
+	f.Gate[0].Rate, f.Gate[0].Burst = testenv.Ptr(0.01), testenv.Ptr(100)
+	g := testenv.StartGate(t, f)
 
 	// /healthz is 200 once the gate listens ("listening" was logged).
 	resp, err := http.Get("http://" + maddr + "/healthz")
@@ -213,17 +197,10 @@ burst = 100
 	}
 
 	// One admitted Erlang client that stays connected until its stdin closes.
-	client := exec.Command(probeErl(t), "-name", "b@127.0.0.1", "-setcookie", "probecookie",
-		"-start_epmd", "false", "-erl_epmd_port", strconv.Itoa(port), "-dist_listen", "false", "-hidden",
-		"-noshell", "-eval",
-		`pong = net_adm:ping('app@127.0.0.1'), io:format("connected~n"), io:get_line(""), halt().`)
-	client.Env = probeEnv()
-	stdin, err := client.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	sh := testenv.StartShell(t, testenv.Client("b@127.0.0.1", port))
+	if r := sh.Do("ping"); r != "pong" {
+		t.Fatalf("client b: ping = %s, want pong", r)
 	}
-	clientLog := probeStart(t, client)
-	probeWaitLog(t, clientLog, "connected", 30*time.Second)
 
 	ss = metricsScrape(t, maddr)
 	if v := metricsValue(t, ss, "distgate_connections_active", "gate", "m"); v != 1 {
@@ -234,25 +211,19 @@ burst = 100
 	}
 
 	// Let the client go; its connection ends and the bytes are counted.
-	_ = stdin.Close()
-	select {
-	case <-clientLog.done:
-		if clientLog.err != nil {
-			t.Fatalf("client: %v\n%s", clientLog.err, clientLog.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("client still running 30s after its stdin closed:\n%s", clientLog.String())
+	if err := sh.Quit(); err != nil {
+		t.Fatalf("client: %v\n%s", err, sh.Out)
 	}
 	ss = metricsWait(t, maddr, "the admitted connection closed", func(ss []metricsSample) bool {
 		v, _ := metricsFind(ss, "distgate_connections_active", "gate", "m")
 		in, _ := metricsFind(ss, "distgate_bytes_total", "gate", "m", "direction", "in")
 		return v == 0 && in > 0
 	})
-	closed := metricsClosedLine(t, gateLog)
+	closed := g.Wait(testenv.Msg("closed"))
 	in := metricsValue(t, ss, "distgate_bytes_total", "gate", "m", "direction", "in")
 	out := metricsValue(t, ss, "distgate_bytes_total", "gate", "m", "direction", "out")
-	if in <= 0 || out <= 0 || in != float64(closed.BytesIn) || out != float64(closed.BytesOut) {
-		t.Errorf("bytes in %v out %v; the closed log line says in %d out %d", in, out, closed.BytesIn, closed.BytesOut)
+	if in <= 0 || out <= 0 || in != closed.Num("bytes_in") || out != closed.Num("bytes_out") {
+		t.Errorf("bytes in %v out %v; the closed log line says in %v out %v", in, out, closed.Num("bytes_in"), closed.Num("bytes_out"))
 	}
 
 	// Denials: the scanner's bytes twice from an allowed source, and twenty
@@ -261,7 +232,7 @@ burst = 100
 	// rest; the sends take far less than a period, so even if a period ends
 	// among them at least ten are suppressed.
 	const disallowed = 20
-	scanner := []byte("\x00\x15n\x00\x07\x00\x03\x49\x9cAAAAAA@AAAAAAA")
+	scanner := wire.ScannerProbe
 	for range 2 {
 		if got := metricsSend(t, "127.0.0.1", gateAddr, scanner); len(got) != 0 {
 			t.Errorf("scanner got %q back", got)
@@ -276,27 +247,23 @@ burst = 100
 	// summary: wait until logged + suppressed accounts for every denial.
 	var logged int
 	metricsWait(t, maddr, "every disallowed connection logged or counted as suppressed", func(ss []metricsSample) bool {
-		logged = strings.Count(gateLog.String(), `"reason":"source_not_allowed"`)
+		logged = strings.Count(g.Out.String(), `"reason":"source_not_allowed"`)
 		v, _ := metricsFind(ss, "distgate_log_suppressed_total", "gate", "m")
 		return int(v)+logged == disallowed
 	})
 	if logged < 5 || logged > 10 {
 		t.Errorf("%d of %d denials from one source logged, want 5 to 10 (sampling)", logged, disallowed)
 	}
-	probeWaitLog(t, gateLog, `"message":"denials suppressed"`, time.Second)
+	g.AwaitText(`"message":"denials suppressed"`, time.Second)
 
 	// A reload that works, then one that is refused.
-	if err := gateCmd.Process.Signal(syscall.SIGHUP); err != nil {
+	g.Send(syscall.SIGHUP)
+	g.AwaitText(`"message":"reloaded"`, 10*time.Second)
+	if err := testenv.WriteFile(g.Path, []byte("[[gate]]\nname = \"m\"\nlisten = 5\n")); err != nil {
 		t.Fatal(err)
 	}
-	probeWaitLog(t, gateLog, `"message":"reloaded"`, 10*time.Second)
-	if err := os.WriteFile(cfgPath, []byte("[[gate]]\nname = \"m\"\nlisten = 5\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := gateCmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	probeWaitLog(t, gateLog, `"message":"reload refused; keeping the running configuration"`, 10*time.Second)
+	g.Send(syscall.SIGHUP)
+	g.AwaitText(`"message":"reload refused; keeping the running configuration"`, 10*time.Second)
 
 	ss = metricsScrape(t, maddr)
 	for _, c := range []struct {
@@ -320,25 +287,6 @@ burst = 100
 		}
 	}
 	metricsCheckLabels(t, ss)
-}
-
-// metricsClosedLine returns the bytes of the gate's "closed" log line.
-func metricsClosedLine(t *testing.T, l *probeLog) (line struct {
-	BytesIn  int64 `json:"bytes_in"`
-	BytesOut int64 `json:"bytes_out"`
-}) {
-	t.Helper()
-	probeWaitLog(t, l, `"message":"closed"`, 10*time.Second)
-	for _, s := range strings.Split(l.String(), "\n") {
-		if strings.Contains(s, `"message":"closed"`) {
-			if err := json.Unmarshal([]byte(s), &line); err != nil {
-				t.Fatalf("closed line %q: %v", s, err)
-			}
-			return line
-		}
-	}
-	t.Fatal("no closed line")
-	return
 }
 
 // metricsCheckLabels: every distgate_ series uses only the design's labels,

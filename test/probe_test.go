@@ -1,225 +1,32 @@
 package test
 
 // End-to-end tests of `distgate probe` against real OTP nodes, a real epmd
-// and distgate itself. The helpers here are prefixed "probe" so they do not
-// collide with the shared harness; metrics_test.go and version_test.go use
-// them too.
+// and distgate itself.
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/distgate/distgate/internal/testenv"
 	"github.com/distgate/distgate/wire"
 )
 
-// probeBuild returns the distgate binary under test; with extra go build
-// flags it builds another one into a temporary directory (with -race when
-// this test binary has it).
-func probeBuild(t *testing.T, extra ...string) string {
+// probeRun runs `distgate probe args...` and returns stdout and the exit
+// code; stderr goes to the test's log.
+func probeRun(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	if len(extra) == 0 {
-		return distgateBin
+	stdout, stderr, code := testenv.RunDistgate(t, nil, append([]string{"probe"}, args...)...)
+	if stderr != "" {
+		t.Logf("probe stderr: %s", stderr)
 	}
-	bin := filepath.Join(t.TempDir(), "distgate")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	args = append(append(args, extra...), "./cmd/distgate")
-	cmd := exec.Command("go", args...)
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return bin
-}
-
-// probeLog collects a process's output; safe for concurrent use. done
-// closes when the process has exited, and err is then its Wait error.
-type probeLog struct {
-	mu   sync.Mutex
-	b    bytes.Buffer
-	done chan struct{}
-	err  error
-}
-
-func (l *probeLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *probeLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// probeWaitLog polls l until it contains s; it fails at once if the process
-// exits first.
-func probeWaitLog(t *testing.T, l *probeLog, s string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(l.String(), s) {
-		select {
-		case <-l.done:
-			if strings.Contains(l.String(), s) {
-				return
-			}
-			t.Fatalf("the process exited (%v) before %q; output:\n%s", l.err, s, l.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q within %s; output so far:\n%s", s, timeout, l.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// probeWaitCount polls l until s occurs exactly n times (and fails if it
-// occurs more often).
-func probeWaitCount(t *testing.T, l *probeLog, s string, n int, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := strings.Count(l.String(), s)
-		if got == n {
-			return
-		}
-		if got > n || time.Now().After(deadline) {
-			t.Fatalf("%q occurs %d times, want %d; output:\n%s", s, got, n, l.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// probeStart starts cmd with its output in a probeLog, reaps it when it
-// exits, and kills it by PID when the test ends.
-func probeStart(t *testing.T, cmd *exec.Cmd) *probeLog {
-	t.Helper()
-	out := &probeLog{done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", cmd.Path, err)
-	}
-	go func() {
-		out.err = cmd.Wait()
-		close(out.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-out.done
-	})
-	return out
-}
-
-// probeEnv is the environment without DISTGATE_* and ERL_EPMD_* variables,
-// so the caller's shell cannot change what a test runs. Unless GORACE is
-// set, a race-enabled distgate exits without the detector's default 1 s
-// pause.
-func probeEnv(extra ...string) []string {
-	var env []string
-	gorace := false
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "DISTGATE_") || strings.HasPrefix(kv, "ERL_EPMD_") {
-			continue
-		}
-		gorace = gorace || strings.HasPrefix(kv, "GORACE=")
-		env = append(env, kv)
-	}
-	if !gorace {
-		env = append(env, "GORACE=atexit_sleep_ms=0")
-	}
-	return append(env, extra...)
-}
-
-// probeWaitPort polls until addr accepts a connection.
-func probeWaitPort(t *testing.T, addr string, timeout time.Duration, out *probeLog) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not listening within %s: %v; output:\n%s", addr, timeout, err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// probeErl is the erl to run; the tests fail (not skip) without it.
-func probeErl(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("erl")
-	if err != nil {
-		t.Fatalf("these tests need Erlang/OTP 25+ (`erl` on PATH): %v; apt-get install erlang-base", err)
-	}
-	return p
-}
-
-// probeStartNode starts app@127.0.0.1 epmdless, bound to 127.0.0.2:port, and
-// waits until it listens.
-func probeStartNode(t *testing.T, port int) *probeLog {
-	t.Helper()
-	cmd := exec.Command(probeErl(t), "-name", "app@127.0.0.1", "-setcookie", "probecookie",
-		"-start_epmd", "false", "-erl_epmd_port", strconv.Itoa(port),
-		"-kernel", "inet_dist_use_interface", "{127,0,0,2}", "-noshell", "-noinput")
-	cmd.Env = probeEnv()
-	out := probeStart(t, cmd)
-	probeWaitPort(t, net.JoinHostPort("127.0.0.2", strconv.Itoa(port)), 30*time.Second, out)
-	return out
-}
-
-// probeStartGate writes config to a file, runs distgate with it, and waits
-// for the "listening" line. It returns the process, its output and the
-// config file's path.
-func probeStartGate(t *testing.T, bin, config string) (*exec.Cmd, *probeLog, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "distgate.toml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "-config", path)
-	cmd.Env = probeEnv()
-	out := probeStart(t, cmd)
-	probeWaitLog(t, out, `"message":"listening"`, 20*time.Second)
-	return cmd, out, path
-}
-
-// probeRun runs `distgate probe args...` and returns stdout and the exit code.
-func probeRun(t *testing.T, bin string, args ...string) (string, int) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, append([]string{"probe"}, args...)...)
-	cmd.Env = probeEnv()
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run probe: %v", err)
-	}
-	if stderr.Len() > 0 {
-		t.Logf("probe stderr: %s", stderr.String())
-	}
-	return stdout.String(), code
+	return stdout, code
 }
 
 // probeJSON mirrors the -json output; the field names are the documented,
@@ -288,21 +95,13 @@ func (p probePortJSON) attempt(t *testing.T, message string) (outcome, status st
 // the same node behind distgate is silent, and distgate denied both probe
 // messages without the node seeing them.
 func TestProbeNodeBareAndBehindGate(t *testing.T) {
-	bin := probeBuild(t)
-	port := freePortOn(t, "127.0.0.1", "127.0.0.2")
-	nodeLog := probeStartNode(t, port)
-	_, gateLog, _ := probeStartGate(t, bin, fmt.Sprintf(`
-[[gate]]
-name = "probe"
-listen = "127.0.0.1:%d"
-upstream = "127.0.0.2:%d"
-  [[gate.allow]]
-  sources = ["127.0.0.0/8"]
-`, port, port))
-	noEpmd := strconv.Itoa(freePortOn(t, "127.0.0.1", "127.0.0.2")) // nothing listens there
+	port := testenv.AppPort(t)
+	node := testenv.StartNode(t, testenv.App(port))
+	g := testenv.StartGate(t, testenv.AppGate("probe", port, testenv.Allow([]string{"127.0.0.0/8"})))
+	noEpmd := strconv.Itoa(testenv.AppPort(t)) // nothing listens there
 
 	t.Run("behind distgate", func(t *testing.T) {
-		out, code := probeRun(t, bin, "-json", "-timeout", "3s", "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.1:%d", port))
+		out, code := probeRun(t, "-json", "-timeout", "3s", "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.1:%d", port))
 		if code != 0 {
 			t.Errorf("exit %d, want 0 (nothing exposed)\n%s", code, out)
 		}
@@ -323,15 +122,17 @@ upstream = "127.0.0.2:%d"
 			}
 		}
 		// distgate turned both away on the flags; the node saw nothing.
-		probeWaitCount(t, gateLog, `"reason":"missing_flags"`, 2, 5*time.Second)
-		if n := strings.Count(gateLog.String(), `"message":"denied"`); n != 2 {
-			t.Errorf("distgate logged %d denials, want 2:\n%s", n, gateLog.String())
+		if ls, err := g.WaitLines(2, 5*time.Second, testenv.Reason("missing_flags")); err != nil || len(ls) != 2 {
+			t.Fatalf("%d missing_flags lines (%v), want 2", len(ls), err)
 		}
-		if strings.Contains(nodeLog.String(), "distgate-probe") {
-			t.Errorf("the node saw the probe through distgate:\n%s", nodeLog.String())
+		if n := strings.Count(g.Out.String(), `"message":"denied"`); n != 2 {
+			t.Errorf("distgate logged %d denials, want 2:\n%s", n, g.Out)
+		}
+		if strings.Contains(node.Out.String(), "distgate-probe") {
+			t.Errorf("the node saw the probe through distgate:\n%s", node.Out)
 		}
 
-		text, code := probeRun(t, bin, "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.1:%d", port))
+		text, code := probeRun(t, "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.1:%d", port))
 		t.Logf("text output:\n%s", text)
 		if code != 0 || !strings.Contains(text, fmt.Sprintf("127.0.0.1:%d  silent", port)) ||
 			!strings.Contains(text, "0 exposed, 1 silent, 1 closed, 0 filtered") {
@@ -340,7 +141,7 @@ upstream = "127.0.0.2:%d"
 	})
 
 	t.Run("bare node", func(t *testing.T) {
-		out, code := probeRun(t, bin, "-json", "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.2:%d", port))
+		out, code := probeRun(t, "-json", "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.2:%d", port))
 		if code != 1 {
 			t.Errorf("exit %d, want 1 (exposed)\n%s", code, out)
 		}
@@ -360,9 +161,9 @@ upstream = "127.0.0.2:%d"
 		if o, st := p.attempt(t, "scanner_n"); !(o == "closed" || o == "answered" && st == "not_allowed") {
 			t.Errorf("scanner_n: %q %q", o, st)
 		}
-		probeWaitLog(t, nodeLog, "distgate-probe@probe.invalid", 5*time.Second)
+		node.AwaitText("distgate-probe@probe.invalid", 5*time.Second)
 
-		text, code := probeRun(t, bin, "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.2:%d", port))
+		text, code := probeRun(t, "-epmd-port", noEpmd, fmt.Sprintf("127.0.0.2:%d", port))
 		t.Logf("text output:\n%s", text)
 		if code != 1 || !strings.Contains(text, `answered "\x00\fsnot_allowed" (status not_allowed)`) ||
 			!strings.Contains(text, "fix: ") {
@@ -374,22 +175,22 @@ upstream = "127.0.0.2:%d"
 // TestProbeEpmd: a real epmd is exposed with the names it lists, and the
 // port it gives for a node is probed too.
 func TestProbeEpmd(t *testing.T) {
-	bin := probeBuild(t)
 	epmdBin, err := exec.LookPath("epmd")
 	if err != nil {
 		t.Fatalf("epmd (part of Erlang/OTP) is not on PATH: %v", err)
 	}
-	epmdPort := freePortOn(t, "127.0.0.1")
-	epmdLog := probeStart(t, exec.Command(epmdBin, "-port", strconv.Itoa(epmdPort), "-address", "127.0.0.1"))
-	probeWaitPort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(epmdPort)), 10*time.Second, epmdLog)
+	epmdPort := testenv.Port(t, "127.0.0.1")
+	epmd := testenv.Start(t, testenv.Cmd{Args: []string{epmdBin, "-port", strconv.Itoa(epmdPort), "-address", "127.0.0.1"}})
+	if err := testenv.WaitPort(testenv.Addr("127.0.0.1", epmdPort), 10*time.Second, epmd); err != nil {
+		t.Fatal(err)
+	}
 
-	node := exec.Command(probeErl(t), "-name", "reg@127.0.0.1", "-setcookie", "probecookie",
-		"-start_epmd", "false", "-kernel", "inet_dist_use_interface", "{127,0,0,1}", "-noshell", "-noinput")
-	node.Env = probeEnv("ERL_EPMD_PORT=" + strconv.Itoa(epmdPort))
-	nodeLog := probeStart(t, node)
-	nodePort := probeWaitRegistered(t, epmdPort, "reg", nodeLog)
+	// A node that registers with that epmd (no -erl_epmd_port).
+	node := testenv.StartNode(t, testenv.Erl{Name: "reg@127.0.0.1", Addr: "127.0.0.1",
+		Env: []string{"ERL_EPMD_PORT=" + strconv.Itoa(epmdPort)}})
+	nodePort := probeWaitRegistered(t, epmdPort, "reg", node)
 
-	out, code := probeRun(t, bin, "-json", "-epmd-port", strconv.Itoa(epmdPort), "127.0.0.1")
+	out, code := probeRun(t, "-json", "-epmd-port", strconv.Itoa(epmdPort), "127.0.0.1")
 	if code != 1 {
 		t.Errorf("exit %d, want 1\n%s", code, out)
 	}
@@ -406,7 +207,7 @@ func TestProbeEpmd(t *testing.T) {
 		t.Errorf("ports %+v, want the listed port %d, exposed", r.Ports, nodePort)
 	}
 
-	text, _ := probeRun(t, bin, "-epmd-port", strconv.Itoa(epmdPort), "127.0.0.1")
+	text, _ := probeRun(t, "-epmd-port", strconv.Itoa(epmdPort), "127.0.0.1")
 	t.Logf("text output:\n%s", text)
 	if want := fmt.Sprintf("reg at port %d", nodePort); !strings.Contains(text, want) {
 		t.Errorf("text output lacks %q:\n%s", want, text)
@@ -415,7 +216,7 @@ func TestProbeEpmd(t *testing.T) {
 
 // probeWaitRegistered asks epmd for NAMES until name is listed, and returns
 // its port.
-func probeWaitRegistered(t *testing.T, epmdPort int, name string, out *probeLog) int {
+func probeWaitRegistered(t *testing.T, epmdPort int, name string, node *testenv.Node) int {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -436,17 +237,16 @@ func probeWaitRegistered(t *testing.T, epmdPort int, name string, out *probeLog)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s never registered with epmd on %d; node output:\n%s", name, epmdPort, out.String())
+	t.Fatalf("%s never registered with epmd on %d; node output:\n%s", name, epmdPort, node.Out)
 	return 0
 }
 
 // TestProbeClosed: refused ports are closed, on IPv4 and IPv6, and the exit
 // code is 0.
 func TestProbeClosed(t *testing.T) {
-	bin := probeBuild(t)
-	p4 := freePortOn(t, "127.0.0.1")
-	p6 := freePortOn(t, "::1")
-	out, code := probeRun(t, bin, "-json", "-epmd-port", "0",
+	p4 := testenv.Port(t, "127.0.0.1")
+	p6 := testenv.Port(t, "::1")
+	out, code := probeRun(t, "-json", "-epmd-port", "0",
 		fmt.Sprintf("127.0.0.1:%d", p4), fmt.Sprintf("[::1]:%d", p6))
 	if code != 0 {
 		t.Errorf("exit %d, want 0\n%s", code, out)
@@ -468,7 +268,6 @@ func TestProbeClosed(t *testing.T) {
 
 // TestProbeUsage: bad invocations exit 2 and say what is wrong.
 func TestProbeUsage(t *testing.T) {
-	bin := probeBuild(t)
 	for _, args := range [][]string{
 		{},
 		{"127.0.0.1:0"},
@@ -477,17 +276,10 @@ func TestProbeUsage(t *testing.T) {
 		{"-epmd-port", "0", "127.0.0.1"},
 		{"-nosuchflag", "127.0.0.1"},
 	} {
-		cmd := exec.Command(bin, append([]string{"probe"}, args...)...)
-		cmd.Env = probeEnv()
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 || len(out) == 0 {
-			t.Errorf("probe %q: %v, output %q; want exit 2 with a message", args, err, out)
-		}
-		if ee != nil {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				t.Errorf("probe %q died of %s", args, ws.Signal())
-			}
+		// RunDistgate fails the test if probe dies of a signal.
+		stdout, stderr, code := testenv.RunDistgate(t, nil, append([]string{"probe"}, args...)...)
+		if code != 2 || stdout+stderr == "" {
+			t.Errorf("probe %q: exit %d, output %q; want exit 2 with a message", args, code, stdout+stderr)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // TestSystemdUnit checks deploy/systemd/distgate.service offline with
@@ -52,7 +54,7 @@ func TestSystemdUnit(t *testing.T) {
 	}
 
 	// verify checks that ExecStart's binary exists: point it at a fresh build.
-	bin := probeBuild(t)
+	bin := testenv.Distgate(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "distgate.service")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "/usr/local/bin/distgate", bin)), 0o644); err != nil {

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // TestVersion: `distgate version` carries the VCS revision when the binary
@@ -27,7 +29,7 @@ func TestVersion(t *testing.T) {
 		return strings.TrimSpace(string(out))
 	}
 
-	stamped := probeBuild(t, "-buildvcs=true")
+	stamped := testenv.Distgate(t, "-buildvcs=true")
 	t.Run("stamped", func(t *testing.T) {
 		got := version(t, stamped)
 		t.Logf("%s", got)
@@ -48,7 +50,7 @@ func TestVersion(t *testing.T) {
 	})
 
 	t.Run("unstamped", func(t *testing.T) {
-		got := version(t, probeBuild(t, "-buildvcs=false"))
+		got := version(t, testenv.Distgate(t, "-buildvcs=false"))
 		if want := "distgate (devel) " + runtime.Version(); got != want {
 			t.Fatalf("got %q, want %q", got, want)
 		}

@@ -1,95 +1,44 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/distgate/distgate/wire"
+	"github.com/distgate/distgate/internal/attack"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
-// hello is the first message every benchmark client sends: what an OTP 25
-// hidden node named bench@127.0.0.1 sends, so distgate reads, parses and
+// benchName is the node name every benchmark client gives: an OTP 25
+// hidden node's first message and handshake, so distgate reads, parses and
 // checks it (flags, name) exactly as it would for a remote shell.
-var hello = mustHello()
-
-func mustHello() []byte {
-	b, err := wire.Append(nil, wire.Handshake{
-		Tag:      wire.TagNew,
-		Flags:    wire.DefaultHiddenFlags,
-		Creation: 0x5eed,
-		Name:     []byte("bench@127.0.0.1"),
-	})
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+const benchName = "bench@127.0.0.1"
 
 // Sources: allowed clients come from 127.0.0.1, the flood from 127.0.0.2.
-var (
-	allowedSrc = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
-	floodSrc   = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
-)
+var allowedSrc = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
 
-// bindNoPort sets IP_BIND_ADDRESS_NO_PORT on a socket that binds a source
-// address, so the port is chosen at connect time per destination (and
-// TIME_WAIT ports can be reused on loopback) rather than at bind time,
-// which would run the ephemeral range dry within seconds at thousands of
-// connections per second.
-func bindNoPort(_, _ string, rc syscall.RawConn) error {
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
-}
-
-const ipBindAddressNoPort = 24 // linux/in.h IP_BIND_ADDRESS_NO_PORT
-
-// admit dials addr from 127.0.0.1, sends hello and reads the upstream's
-// status frame, so a returned conn has been admitted and spliced end to end.
-// The conn carries deadline.
+// admit dials addr from 127.0.0.1 and completes the handshake with the
+// upstream (testenv.Handshake, up to its 'a'), so a returned conn has been
+// admitted and forwarded end to end. The conn carries deadline.
 func admit(addr string, deadline time.Time) (*net.TCPConn, error) {
-	d := net.Dialer{LocalAddr: allowedSrc, Deadline: deadline, Control: bindNoPort}
+	d := net.Dialer{LocalAddr: allowedSrc, Deadline: deadline, Control: attack.BindNoPort}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	tc := c.(*net.TCPConn)
 	_ = tc.SetDeadline(deadline)
-	if _, err := tc.Write(hello); err != nil {
+	if _, _, err := testenv.Handshake(tc, benchName); err != nil {
 		_ = tc.Close()
-		return nil, err
-	}
-	var st [5]byte
-	if _, err := io.ReadFull(tc, st[:]); err != nil {
-		_ = tc.Close()
-		return nil, fmt.Errorf("reading status: %w", err)
-	}
-	if !bytes.Equal(st[:], statusOK) {
-		_ = tc.Close()
-		return nil, fmt.Errorf("unexpected status %q", st[:])
+		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	return tc, nil
-}
-
-func sendCommand(c *net.TCPConn, cmd byte, arg uint64) error {
-	var b [9]byte
-	b[0] = cmd
-	binary.BigEndian.PutUint64(b[1:], arg)
-	_, err := c.Write(b[:])
-	return err
 }
 
 var bulkBuf = make([]byte, 1<<20)
@@ -106,7 +55,7 @@ func bulk(addr string, up bool, size int64, limit time.Duration) (time.Duration,
 	defer c.Close()
 	start := time.Now()
 	if up {
-		if err := sendCommand(c, cmdSink, uint64(size)); err != nil {
+		if err := testenv.Command(c, testenv.CmdSink, uint64(size)); err != nil {
 			return 0, err
 		}
 		for left := size; left > 0; {
@@ -125,7 +74,7 @@ func bulk(addr string, up bool, size int64, limit time.Duration) (time.Duration,
 		}
 		return time.Since(start), nil
 	}
-	if err := sendCommand(c, cmdSource, uint64(size)); err != nil {
+	if err := testenv.Command(c, testenv.CmdSource, uint64(size)); err != nil {
 		return 0, err
 	}
 	var got int64
@@ -148,7 +97,7 @@ func echoConn(addr string, deadline time.Time) (*net.TCPConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sendCommand(c, cmdEcho, 0); err != nil {
+	if err := testenv.Command(c, testenv.CmdEcho, 0); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
@@ -198,8 +147,8 @@ type setupResult struct {
 	firstErr error
 }
 
-// setupRate runs clients goroutines, each repeating connect, hello, read
-// status, close, until dur has passed (or maxPer each); it reports the
+// setupRate runs clients goroutines, each repeating connect, handshake,
+// close, until dur has passed (or maxPer each); it reports the
 // completed connections and the time each took.
 func setupRate(addr string, clients int, dur time.Duration, maxPer int) setupResult {
 	var mu sync.Mutex
@@ -242,76 +191,20 @@ func setupRate(addr string, clients int, dur time.Duration, maxPer int) setupRes
 	return res
 }
 
-// floodResult counts what a flood of connections from a non-allowed source
-// met.
-type floodResult struct {
-	rejects    int64 // accepted, then closed (FIN or RST) without a byte
-	leaked     int64 // got a byte back: the proxy let it through
-	timeouts   int64 // connect or read timed out
-	errs       int64 // other connect errors
-	elapsed    time.Duration
-	firstOther error
-}
-
 // flood runs clients goroutines connecting from 127.0.0.2 until dur has
 // passed; each connection waits (at most 1 s) for the proxy to close it.
-func flood(addr string, clients int, dur time.Duration) floodResult {
-	var res floodResult
-	var wg sync.WaitGroup
-	var firstOnce sync.Once
-	start := time.Now()
-	end := start.Add(dur)
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := net.Dialer{LocalAddr: floodSrc, Timeout: time.Second, Control: bindNoPort}
-			var b [1]byte
-			for i := 0; i < 1_000_000 && time.Now().Before(end); i++ {
-				c, err := d.Dial("tcp", addr)
-				if err != nil {
-					// A reset that lands before connect returns is a
-					// reject too (HAProxy rejects with RST).
-					if errors.Is(err, syscall.ECONNRESET) {
-						atomic.AddInt64(&res.rejects, 1)
-					} else if isTimeout(err) {
-						atomic.AddInt64(&res.timeouts, 1)
-					} else {
-						atomic.AddInt64(&res.errs, 1)
-						firstOnce.Do(func() { res.firstOther = err })
-					}
-					continue
-				}
-				_ = c.SetReadDeadline(time.Now().Add(time.Second))
-				n, err := c.Read(b[:])
-				switch {
-				case n > 0:
-					atomic.AddInt64(&res.leaked, 1)
-				case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
-					atomic.AddInt64(&res.rejects, 1)
-				case isTimeout(err):
-					atomic.AddInt64(&res.timeouts, 1)
-				default:
-					atomic.AddInt64(&res.errs, 1)
-					firstOnce.Do(func() { res.firstOther = err })
-				}
-				_ = c.Close()
-			}
-		}()
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	return res
+func flood(addr string, clients int, dur time.Duration) attack.FloodResult {
+	return attack.Flood(context.Background(), attack.FloodConfig{Target: addr, Sources: []string{"127.0.0.2"},
+		Conns: 1 << 30, Workers: clients, Hold: time.Second, For: dur})
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
+// rejects is how many of a flood's connections the proxy turned away:
+// closed or reset without a byte.
+func rejects(r attack.FloodResult) int { return r.Closed + r.Reset }
 
 // openMany opens n connections to addr with workers goroutines. Admitted
-// ones send hello and read the status (idle, spliced connections); partial
-// ones send only the first 7 bytes of hello and stall there, as a slow or
+// ones complete the handshake (idle, forwarded connections); partial
+// ones send only the first 7 bytes of the first message and stall there, as a slow or
 // hostile client would. It returns what it opened and the first error.
 func openMany(addr string, n, workers int, partial bool, deadline time.Time) ([]*net.TCPConn, error) {
 	conns := make([]*net.TCPConn, n)
@@ -331,11 +224,11 @@ func openMany(addr string, n, workers int, partial bool, deadline time.Time) ([]
 				var c *net.TCPConn
 				var err error
 				if partial {
-					d := net.Dialer{LocalAddr: allowedSrc, Deadline: deadline, Control: bindNoPort}
+					d := net.Dialer{LocalAddr: allowedSrc, Deadline: deadline, Control: attack.BindNoPort}
 					var nc net.Conn
 					if nc, err = d.Dial("tcp", addr); err == nil {
 						c = nc.(*net.TCPConn)
-						if _, err = c.Write(hello[:7]); err != nil {
+						if _, err = c.Write(testenv.Hello(benchName)[:7]); err != nil {
 							_ = c.Close()
 							c = nil
 						}

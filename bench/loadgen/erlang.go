@@ -3,11 +3,13 @@ package main
 import (
 	_ "embed"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 //go:embed distbench.erl
@@ -22,36 +24,28 @@ type erlNode struct {
 }
 
 func (h *harness) testErlang() error {
-	port := strconv.Itoa(h.erlPort)
 	nodes := []erlNode{
 		{"direct", "app@127.0.0.7", "127.0.0.7"},
 		{"distgate", "app@127.0.0.5", "127.0.0.6"},
 		{"haproxy", "app@127.0.0.8", "127.0.0.9"},
 		{"nginx", "app@127.0.0.10", "127.0.0.11"},
 	}
-	// Schedulers do not busy-wait, so idle nodes leave the two CPUs to the
-	// node being measured.
-	common := []string{"-setcookie", "distgatebench", "-start_epmd", "false", "-erl_epmd_port", port,
-		"-noshell", "-noinput", "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"}
-	var started []*proc
+	// Schedulers do not busy-wait (testenv.ErlFlags), so idle nodes leave
+	// the two CPUs to the node being measured.
+	var started []*testenv.Node
 	defer func() {
-		for _, p := range started {
-			p.stop()
+		for _, n := range started {
+			n.Stop(syscall.SIGTERM, 5*time.Second)
 		}
 	}()
 	for _, n := range nodes {
-		args := append([]string{h.bins["erl"], "-name", n.name}, common...)
-		args = append(args, "-kernel", "inet_dist_use_interface", "{"+strings.ReplaceAll(n.bind, ".", ",")+"}")
-		p, err := startProc("erl-"+n.label, filepath.Join(h.dir, "erl-"+n.label+".log"), nil, args...)
+		e := testenv.Erl{Name: n.name, Cookie: "distgatebench", Port: h.erlPort, Addr: n.bind,
+			Log: filepath.Join(h.dir, "erl-"+n.label+".log")}
+		node, err := e.StartNode(h.dir, false)
 		if err != nil {
 			return err
 		}
-		started = append(started, p)
-	}
-	for i, n := range nodes {
-		if err := waitPort(started[i], n.bind+":"+port, 30*time.Second); err != nil {
-			return err
-		}
+		started = append(started, node)
 	}
 	src, err := writeFile(h.dir, "distbench.erl", distbenchErl)
 	if err != nil {
@@ -61,33 +55,27 @@ func (h *harness) testErlang() error {
 		return fmt.Errorf("erlc: %v\n%s", err, out)
 	}
 
-	args := append([]string{h.bins["erl"], "-name", "bench@127.0.0.1"}, common...)
-	args = append(args, "-dist_listen", "false", "-hidden", "-pa", h.dir, "-run", "distbench", "main",
-		itoa(h.o.erlRounds), itoa(h.o.erlCalls), itoa(h.o.erlMiB))
+	args := []string{"-noinput", "-pa", h.dir, "-run", "distbench", "main",
+		itoa(h.o.erlRounds), itoa(h.o.erlCalls), itoa(h.o.erlMiB)}
 	for _, n := range nodes {
 		args = append(args, n.label+"="+n.name)
 	}
-	logPath := filepath.Join(h.dir, "erl-client.log")
+	client, err := testenv.Erl{Name: "bench@127.0.0.1", Cookie: "distgatebench", Port: h.erlPort, Hidden: true,
+		Log: filepath.Join(h.dir, "erl-client.log")}.Cmd(h.dir, args...)
+	if err != nil {
+		return err
+	}
 	logf("erlang: %d rounds of %d erpc:call's and one %d MiB binary per path", h.o.erlRounds, h.o.erlCalls, h.o.erlMiB)
-	client, err := startProc("erl-client", logPath, nil, args...)
+	out, err := client.Run(10 * time.Minute)
+	tail := func() string {
+		l := strings.Split(strings.TrimSpace(out), "\n")
+		return strings.Join(l[max(0, len(l)-20):], "\n")
+	}
 	if err != nil {
-		return err
-	}
-	select {
-	case <-client.done:
-	case <-time.After(10 * time.Minute):
-		client.stop()
-		return fmt.Errorf("client did not finish in 10 minutes:\n%s", client.tail(20))
-	}
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		return err
-	}
-	if code := client.cmd.ProcessState.ExitCode(); code != 0 {
-		return fmt.Errorf("client exited with %d:\n%s", code, client.tail(20))
+		return fmt.Errorf("client: %w:\n%s", err, tail())
 	}
 	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
 		if len(f) != 8 || f[0] != "RESULT" {
 			continue
@@ -109,7 +97,7 @@ func (h *harness) testErlang() error {
 		n++
 	}
 	if n != h.o.erlRounds*len(nodes) {
-		return fmt.Errorf("expected %d results, got %d:\n%s", h.o.erlRounds*len(nodes), n, client.tail(20))
+		return fmt.Errorf("expected %d results, got %d:\n%s", h.o.erlRounds*len(nodes), n, tail())
 	}
 	return nil
 }

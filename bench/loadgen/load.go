@@ -29,9 +29,9 @@ func cmdLoad(args []string) error {
 			percentile(r.lat, .99)/1e3)
 	case "flood":
 		r := flood(*addr, *clients, d)
-		fmt.Printf("flood: %d rejects in %v (%.0f/s), %d got bytes, %d timeouts, %d errors (first: %v)\n",
-			r.rejects, r.elapsed.Round(time.Millisecond), float64(r.rejects)/r.elapsed.Seconds(),
-			r.leaked, r.timeouts, r.errs, r.firstOther)
+		fmt.Printf("flood: %d rejects in %v (%.0f/s), %d got bytes, %d timeouts, %d dial errors (first: %v)\n",
+			rejects(r), r.Elapsed.Round(time.Millisecond), float64(rejects(r))/r.Elapsed.Seconds(),
+			r.GotBytes, r.Timeouts, r.DialErrs, r.FirstErr)
 	case "pingpong":
 		c, err := echoConn(*addr, time.Now().Add(d+10*time.Second))
 		if err != nil {

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 func lookPath(p string) (string, error) {
@@ -26,10 +27,8 @@ func lookPath(p string) (string, error) {
 
 // output runs a short command and returns its combined output.
 func output(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	return strings.TrimSpace(string(b)), err
+	out, err := testenv.Cmd{Args: append([]string{name}, args...)}.Run(30 * time.Second)
+	return strings.TrimSpace(out), err
 }
 
 func firstLine(s string) string {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // cmdProfile starts the upstream and a distgate with DISTGATE_PPROF set,
@@ -39,41 +41,41 @@ func cmdProfile(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	defer stopAll()
+	defer testenv.StopAll()
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	ports := make([]int, 3)
 	for i := range ports {
-		if ports[i], err = freePort("127.0.0.1"); err != nil {
+		if ports[i], err = testenv.FreePort("127.0.0.1"); err != nil {
 			return err
 		}
 	}
 	upAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	gateAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	pprofAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
-	up, err := startProc("upstream", filepath.Join(dir, "upstream.log"), nil, self, "upstream", "-listen", upAddr)
+	up, err := testenv.Cmd{Name: "upstream", Args: []string{self, "upstream", "-listen", upAddr}}.Start()
 	if err != nil {
 		return err
 	}
-	if err := waitPort(up, upAddr, 10*time.Second); err != nil {
+	if err := testenv.WaitPort(upAddr, 10*time.Second, up); err != nil {
 		return err
 	}
-	conf, err := writeFile(dir, "distgate.toml", distgateConfig(gateAddrs{listen: gateAddr, upstream: upAddr}, "warn", "close"))
+	// At log level warn distgate does not say "listening": its ports say it.
+	conf, err := writeDistgate(dir, "distgate.toml", distgateConfig(gateAddrs{listen: gateAddr, upstream: upAddr}, "warn", "close"))
 	if err != nil {
 		return err
 	}
-	dg, err := startProc("distgate", filepath.Join(dir, "distgate.log"), []string{"DISTGATE_PPROF=" + pprofAddr},
-		*distgate, "run", "-config", conf)
+	dg, err := testenv.Cmd{Name: "distgate", Args: []string{*distgate, "run", "-config", conf},
+		Env: testenv.CleanEnv("DISTGATE_PPROF=" + pprofAddr)}.Start()
 	if err != nil {
 		return err
 	}
-	if err := waitPort(dg, gateAddr, 10*time.Second); err != nil {
-		return err
-	}
-	if err := waitPort(dg, pprofAddr, 10*time.Second); err != nil {
-		return err
+	for _, a := range []string{gateAddr, pprofAddr} {
+		if err := testenv.WaitPort(a, 10*time.Second, dg); err != nil {
+			return err
+		}
 	}
 	get := func(path, file string) error {
 		cl := http.Client{Timeout: d + time.Minute}
@@ -106,7 +108,7 @@ func cmdProfile(args []string) error {
 		}},
 		{"flood", func() string {
 			r := flood(gateAddr, 16, d+2*time.Second)
-			return fmt.Sprintf("%d rejects, %.0f/s, %d other", r.rejects, float64(r.rejects)/r.elapsed.Seconds(), r.leaked+r.timeouts+r.errs)
+			return fmt.Sprintf("%d rejects, %.0f/s, %d other", rejects(r), float64(rejects(r))/r.Elapsed.Seconds(), r.Conns-rejects(r)+r.DialErrs)
 		}},
 	}
 	for _, l := range loads {
@@ -139,7 +141,7 @@ func cmdProfile(args []string) error {
 	if err != nil {
 		return err
 	}
-	waitStable(dg.pid())
+	waitStable(dg.Pid())
 	if err := get("/debug/pprof/heap?gc=1", "heap-idle.pb.gz"); err != nil {
 		return err
 	}
@@ -159,6 +161,6 @@ func cmdProfile(args []string) error {
 		}
 	}
 	logf("profile: with %d idle connections: RSS %d KiB, %d descriptors; %s",
-		len(held), rssKiB(dg.pid()), fdCount(dg.pid()), strings.Join(stats, ", "))
+		len(held), rssKiB(dg.Pid()), fdCount(dg.Pid()), strings.Join(stats, ", "))
 	return nil
 }

@@ -2,8 +2,9 @@ package main
 
 import (
 	"math"
-	"slices"
 	"sync"
+
+	"github.com/distgate/distgate/internal/attack"
 )
 
 // results holds every measured value by metric, target and round.
@@ -43,7 +44,7 @@ func (r *results) median(metric, target string) (float64, bool) {
 	for _, v := range r.m[metric][target] {
 		vs = append(vs, v)
 	}
-	return median(vs)
+	return attack.Median(vs)
 }
 
 // added is the median over rounds of target minus base in the same round,
@@ -57,30 +58,14 @@ func (r *results) added(metric, target, base string) (float64, bool) {
 			vs = append(vs, v-b)
 		}
 	}
-	return median(vs)
+	return attack.Median(vs)
 }
 
-func median(vs []float64) (float64, bool) {
-	if len(vs) == 0 {
-		return math.NaN(), false
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2], true
-	}
-	return (s[n/2-1] + s[n/2]) / 2, true
-}
-
-// percentile is the nearest-rank percentile (q in 0..1) of ns values, in µs.
+// percentile is the nearest-rank percentile (q in 0..1) of ns values, in
+// µs; NaN for none, which the report shows as missing.
 func percentile(ns []int64, q float64) float64 {
 	if len(ns) == 0 {
 		return math.NaN()
 	}
-	s := slices.Clone(ns)
-	slices.Sort(s)
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	i = max(0, min(len(s)-1, i))
-	return float64(s[i]) / 1e3
+	return float64(attack.Percentile(ns, q)) / 1e3
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // options sizes one run. Every loop in the harness is bounded by these
@@ -50,33 +52,33 @@ var quickOptions = options{
 // target is one way to reach the upstream: directly or through a proxy.
 type target struct {
 	name  string
-	addr  string                // tests 1–5
-	start func() (*proc, error) // nil for direct
-	p     *proc
+	addr  string                        // tests 1–5
+	start func() (*testenv.Proc, error) // nil for direct
+	p     *testenv.Proc
 	cap   int // connections its configuration lets it hold (0: no cap)
 }
 
-func (t *target) pid() int { return t.p.pid() }
+func (t *target) pid() int { return t.p.Pid() }
 
 // restart stops the proxy and starts a fresh one, so the memory tests begin
 // from a process that has not held thousands of connections before.
 func (t *target) restart() error {
 	if t.p != nil {
-		t.p.stop()
+		t.p.Stop(syscall.SIGTERM, 5*time.Second)
 	}
 	p, err := t.start()
 	if err != nil {
 		return err
 	}
 	t.p = p
-	return waitPort(p, t.addr, 10*time.Second)
+	return testenv.WaitPort(t.addr, 10*time.Second, p)
 }
 
 type harness struct {
 	o       options
 	dir     string
 	bins    map[string]string
-	up      *proc
+	up      *testenv.Proc
 	upAddr  string
 	targets []*target // direct first
 	gates   map[string]gateAddrs
@@ -143,12 +145,12 @@ func cmdRun(args []string) error {
 	go func() {
 		s := <-sigs
 		logf("%v: stopping everything this run started", s)
-		stopAll()
+		testenv.StopAll()
 		os.Exit(130)
 	}()
 	failed := true
 	defer func() {
-		stopAll()
+		testenv.StopAll()
 		if *keep || failed {
 			logf("configs and logs kept in %s", h.dir)
 		} else {
@@ -199,6 +201,12 @@ func cmdRun(args []string) error {
 	return nil
 }
 
+// start starts a process of the run with its output kept in the run's
+// directory; testenv.StopAll stops it at the end.
+func (h *harness) start(name string, argv ...string) (*testenv.Proc, error) {
+	return testenv.Cmd{Name: name, Args: argv, Log: filepath.Join(h.dir, name+".log")}.Start()
+}
+
 // raiseNoFile lifts the soft descriptor limit to the hard one and returns
 // it. The memory test wants 10 000 connections, each worth two to six
 // descriptors in a proxy; where the hard limit is lower (run.sh raises it
@@ -221,7 +229,7 @@ func raiseNoFile() (int, error) {
 // setup picks ports, writes the configs and starts the upstream and the
 // three proxies.
 func (h *harness) setup() error {
-	port := func() (int, error) { return freePort("127.0.0.1") }
+	port := func() (int, error) { return testenv.FreePort("127.0.0.1") }
 	up, err := port()
 	if err != nil {
 		return err
@@ -230,7 +238,7 @@ func (h *harness) setup() error {
 	// One Erlang distribution port for every node (epmdless: the client
 	// dials the name's host at -erl_epmd_port), on a separate pair of
 	// loopback addresses per path.
-	if h.erlPort, err = freePort("127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9", "127.0.0.10", "127.0.0.11"); err != nil {
+	if h.erlPort, err = testenv.FreePort("127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9", "127.0.0.10", "127.0.0.11"); err != nil {
 		return err
 	}
 	ep := func(ip string) string { return fmt.Sprintf("%s:%d", ip, h.erlPort) }
@@ -249,15 +257,14 @@ func (h *harness) setup() error {
 	}
 
 	logf("starting the upstream on %s", h.upAddr)
-	if h.up, err = startProc("upstream", filepath.Join(h.dir, "upstream.log"), nil,
-		h.bins["loadgen"], "upstream", "-listen", h.upAddr); err != nil {
+	if h.up, err = h.start("upstream", h.bins["loadgen"], "upstream", "-listen", h.upAddr); err != nil {
 		return err
 	}
-	if err := waitPort(h.up, h.upAddr, 10*time.Second); err != nil {
+	if err := testenv.WaitPort(h.upAddr, 10*time.Second, h.up); err != nil {
 		return err
 	}
 
-	dgConf, err := writeFile(h.dir, "distgate.toml", distgateConfig(h.gates["distgate"], "warn", "close"))
+	dgConf, err := writeDistgate(h.dir, "distgate.toml", distgateConfig(h.gates["distgate"], "warn", "close"))
 	if err != nil {
 		return err
 	}
@@ -282,17 +289,14 @@ func (h *harness) setup() error {
 
 	h.targets = []*target{
 		{name: "direct", addr: h.upAddr},
-		{name: "distgate", addr: h.gates["distgate"].listen, start: func() (*proc, error) {
-			return startProc("distgate", filepath.Join(h.dir, "distgate.log"), nil,
-				h.bins["distgate"], "run", "-config", dgConf)
+		{name: "distgate", addr: h.gates["distgate"].listen, start: func() (*testenv.Proc, error) {
+			return h.start("distgate", h.bins["distgate"], "run", "-config", dgConf)
 		}},
-		{name: "haproxy", addr: h.gates["haproxy"].listen, cap: haproxyMaxconn(h.nofile) - 100, start: func() (*proc, error) {
-			return startProc("haproxy", filepath.Join(h.dir, "haproxy.log"), nil,
-				h.bins["haproxy"], "-db", "-f", hpConf)
+		{name: "haproxy", addr: h.gates["haproxy"].listen, cap: haproxyMaxconn(h.nofile) - 100, start: func() (*testenv.Proc, error) {
+			return h.start("haproxy", h.bins["haproxy"], "-db", "-f", hpConf)
 		}},
-		{name: "nginx", addr: h.gates["nginx"].listen, start: func() (*proc, error) {
-			return startProc("nginx", filepath.Join(h.dir, "nginx.log"), nil,
-				h.bins["nginx"], "-e", ngStart, "-p", h.dir, "-c", ngConf, "-g", "daemon off;")
+		{name: "nginx", addr: h.gates["nginx"].listen, start: func() (*testenv.Proc, error) {
+			return h.start("nginx", h.bins["nginx"], "-e", ngStart, "-p", h.dir, "-c", ngConf, "-g", "daemon off;")
 		}},
 	}
 	for _, t := range h.proxies() {
@@ -320,7 +324,7 @@ func (h *harness) sanity() error {
 	}
 	for _, t := range h.proxies() {
 		r := flood(t.addr, 1, 200*time.Millisecond)
-		if r.rejects == 0 || r.leaked > 0 {
+		if rejects(r) == 0 || r.GotBytes > 0 {
 			return fmt.Errorf("sanity %s: a connection from 127.0.0.2 was not turned away (%+v)", t.name, r)
 		}
 	}
@@ -450,20 +454,21 @@ func (h *harness) floodOnceAs(t *target, as string, r int, prefix string) (strin
 	if pp.err != nil {
 		return "", fmt.Errorf("%s: allowed client during the flood: %w", t.name, pp.err)
 	}
-	if fr.rejects == 0 {
+	rej := rejects(fr)
+	if rej == 0 {
 		return "", fmt.Errorf("%s: no rejects (%+v)", t.name, fr)
 	}
-	if fr.leaked > 0 || fr.timeouts > 0 || fr.errs > 0 {
+	if other := fr.Conns - rej - fr.GotBytes - fr.Timeouts + fr.DialErrs; fr.GotBytes > 0 || fr.Timeouts > 0 || other > 0 {
 		h.res.note(fmt.Sprintf("flood %s round %d: %d rejects, %d got bytes back, %d timeouts, %d other errors (first: %v)",
-			as, r, fr.rejects, fr.leaked, fr.timeouts, fr.errs, fr.firstOther))
+			as, r, rej, fr.GotBytes, fr.Timeouts, other, fr.FirstErr))
 	}
-	rate := float64(fr.rejects) / fr.elapsed.Seconds()
+	rate := float64(rej) / fr.Elapsed.Seconds()
 	h.res.put(m("flood_rate"), as, r, rate)
-	h.res.put(m("flood_cpu"), as, r, cpu/float64(fr.rejects)*1e6)
+	h.res.put(m("flood_cpu"), as, r, cpu/float64(rej)*1e6)
 	h.res.put(m("flood_p99"), as, r, percentile(pp.lat, .99))
 	h.res.put(m("flood_n"), as, r, float64(len(pp.lat)))
 	return fmt.Sprintf("%s %.0f/s, %.1f µs CPU each, allowed p99 %.1f µs (%d round trips)",
-		as, rate, cpu/float64(fr.rejects)*1e6, percentile(pp.lat, .99), len(pp.lat)), nil
+		as, rate, cpu/float64(rej)*1e6, percentile(pp.lat, .99), len(pp.lat)), nil
 }
 
 func (h *harness) testFlood() error {
@@ -487,29 +492,28 @@ func (h *harness) testFlood() error {
 	}
 	ts := []*target{h.targets[1]}
 	labels := []string{"distgate"}
-	logs := map[string]string{}
+	logs := map[string]*target{}
 	for i, v := range variants {
-		p, err := freePort("127.0.0.1")
+		p, err := testenv.FreePort("127.0.0.1")
 		if err != nil {
 			return err
 		}
 		a := gateAddrs{listen: fmt.Sprintf("127.0.0.1:%d", p), upstream: h.upAddr}
 		name := fmt.Sprintf("distgate-extra%d", i+1)
-		conf, err := writeFile(h.dir, name+".toml", distgateConfig(a, v.level, v.onDeny))
+		conf, err := writeDistgate(h.dir, name+".toml", distgateConfig(a, v.level, v.onDeny))
 		if err != nil {
 			return err
 		}
-		logPath := filepath.Join(h.dir, name+".log")
-		t := &target{name: name, addr: a.listen, start: func() (*proc, error) {
-			return startProc(name, logPath, nil, h.bins["distgate"], "run", "-config", conf)
+		t := &target{name: name, addr: a.listen, start: func() (*testenv.Proc, error) {
+			return h.start(name, h.bins["distgate"], "run", "-config", conf)
 		}}
 		if err := t.restart(); err != nil {
 			return err
 		}
-		defer t.p.stop()
+		defer t.p.Stop(syscall.SIGTERM, 5*time.Second)
 		ts = append(ts, t)
 		labels = append(labels, v.label)
-		logs[v.label] = logPath
+		logs[v.label] = t
 	}
 	for r := 1; r <= h.o.extraRounds; r++ {
 		var line []string
@@ -523,12 +527,12 @@ func (h *harness) testFlood() error {
 		logf("flood, distgate variants, round %d/%d: %s", r, h.o.extraRounds, strings.Join(line, "; "))
 	}
 	for _, t := range ts[1:] {
-		t.p.stop()
+		t.p.Stop(syscall.SIGTERM, 5*time.Second)
 	}
-	for label, path := range logs {
-		b, _ := os.ReadFile(path)
-		lines := strings.Count(string(b), "\n")
-		denied := strings.Count(string(b), `"message":"denied"`)
+	for label, t := range logs {
+		ls, _ := testenv.ParseLog(t.p.Out.All())
+		lines := len(t.p.Out.All())
+		denied := len(testenv.Filter(ls, testenv.Msg("denied")))
 		h.res.put("x_log_lines", label, 1, float64(lines))
 		h.res.put("x_log_denied", label, 1, float64(denied))
 		logf("%s wrote %d log lines (%d denied)", label, lines, denied)

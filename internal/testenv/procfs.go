@@ -1,10 +1,9 @@
-package attack
+package testenv
 
 import (
 	"bytes"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,17 +46,10 @@ func Memory(pid int) (rss, hwm int64, err error) {
 // CPUTime returns the user plus system CPU time a process has used
 // (utime+stime in /proc/PID/stat).
 func CPUTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name in parentheses may hold spaces; the fields after
-	// its closing parenthesis start at field 3 (state).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
 		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
@@ -71,6 +63,72 @@ func CPUTime(pid int) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name,
+// so f[0] is the state (field 3) and f[i] is field i+3. The command name in
+// parentheses may hold spaces, hence the cut at its last parenthesis.
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
+}
+
+// Children returns the pids whose parent is pid (nginx's workers, say).
+func Children(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		if f, err := statFields(child); err == nil && len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// Status returns the value of one line of /proc/PID/status ("Uid", "Groups",
+// "CapEff", ...), trimmed.
+func Status(pid int, key string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("no %s in /proc/%d/status", key, pid)
+}
+
+// Limit returns the soft and hard values of one line of /proc/PID/limits,
+// e.g. "Max open files" gives "64 64".
+func Limit(pid int, name string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			if f := strings.Fields(rest); len(f) >= 2 {
+				return f[0] + " " + f[1], nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no %q in /proc/%d/limits", name, pid)
 }
 
 // FDs returns the number of open file descriptors of a process.
@@ -98,27 +156,6 @@ func Sockets(pid int) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// Threads returns the number of threads of a process.
-func Threads(pid int) (int, error) {
-	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return 0, err
-	}
-	return len(es), nil
-}
-
-// Percentile returns the p-quantile (0 < p <= 1) of ds by the nearest-rank
-// method; 0 for none.
-func Percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	k := int(float64(len(s))*p+0.999999) - 1
-	return s[min(max(k, 0), len(s)-1)]
 }
 
 // Peak is the most a process held while it was watched.

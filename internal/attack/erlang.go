@@ -2,9 +2,15 @@ package attack
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"testing"
 	"time"
+
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // The operators' side of the floods: Erlang client bodies (for erl -eval,
@@ -130,4 +136,62 @@ func ParseSessions(out string) (Sessions, error) {
 		}
 	}
 	return Sessions{}, fmt.Errorf("no sessions line in the client's output:\n%s", out)
+}
+
+// Operator is an Erlang client that runs one of the loops above in the
+// background, as an operator working through an attack.
+type Operator struct {
+	name     string
+	stopFile string
+	done     chan struct{}
+	out      string
+	err      error
+	once     sync.Once
+}
+
+// StartOperator runs the client e in dir with body(mark, stop), at most
+// for limit, and returns once the body has created the file mark (its
+// baseline is done). Stop creates the file stop and collects the output.
+func StartOperator(dir string, e testenv.Erl, body func(mark, stop string) string, limit time.Duration) (*Operator, error) {
+	mark := filepath.Join(dir, "mark")
+	o := &Operator{name: e.Name, stopFile: filepath.Join(dir, "stop"), done: make(chan struct{})}
+	go func() {
+		o.out, o.err = e.Run(dir, body(mark, o.stopFile), limit)
+		close(o.done)
+	}()
+	if err := testenv.WaitFile(mark, o.done, 2*time.Minute); err != nil {
+		out, cerr := o.Stop()
+		return nil, fmt.Errorf("operator %s: %w (%v); output:\n%s", e.Name, err, cerr, out)
+	}
+	return o, nil
+}
+
+// Operate is StartOperator for a test, bounded by testenv.ClientTimeout.
+// Cleanup stops the operator; a client that failed fails the test.
+func Operate(t testing.TB, e testenv.Erl, body func(mark, stop string) string) *Operator {
+	t.Helper()
+	o, err := StartOperator(t.TempDir(), e, body, testenv.ClientTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := o.Stop(); err != nil {
+			t.Errorf("%v; output:\n%s", err, o.out)
+		}
+	})
+	return o
+}
+
+// Stop ends the operator's loop and returns its output and how the client
+// ended. It waits for the client (bounded by StartOperator's limit);
+// calling it again returns the same.
+func (o *Operator) Stop() (string, error) {
+	o.once.Do(func() {
+		_ = os.WriteFile(o.stopFile, nil, 0o644)
+		<-o.done
+		if o.err != nil {
+			o.err = fmt.Errorf("operator %s: %w", o.name, o.err)
+		}
+	})
+	return o.out, o.err
 }

@@ -1,17 +1,19 @@
 // Package attack holds the bounded attack and fault loads that distgate's
-// end-to-end tests (test/) and stress scripts (stress/*.sh) share: floods of
-// connections that send nothing or a few bytes, checksummed streams through
-// the gate to a Go stand-in for the node, and readings of a process's memory,
-// CPU time and descriptors from /proc. Every load is bounded in count and
-// time, and runs over loopback only.
+// end-to-end tests (test/), stress tool (stress/) and benchmark (bench/)
+// share: floods of connections that send nothing or a few bytes,
+// checksummed streams through the gate to a fake node (testenv.FakeNode),
+// and the Erlang operators' loops that time calls and sessions meanwhile.
+// Every load is bounded in count and time, and runs over loopback only.
 package attack
 
 import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,9 +38,9 @@ type FloodConfig struct {
 
 // FloodResult says how the server ended the connections of a flood.
 type FloodResult struct {
-	Conns    int // connections made (dialled successfully)
+	Conns    int // connections made (dialled, or reset while dialling)
 	Closed   int // ended by the server with a FIN and no byte
-	Reset    int // ended by the server with a RST and no byte
+	Reset    int // ended by the server with a RST and no byte, maybe while dialling
 	GotBytes int // the server wrote at least one byte (a leak, for a gate that denies)
 	Timeouts int // still open after Hold; the flood closed them itself
 	DialErrs int
@@ -72,30 +74,25 @@ func Flood(ctx context.Context, cfg FloodConfig) FloodResult {
 		dialers[i] = &net.Dialer{Timeout: 5 * time.Second}
 		if i < len(cfg.Sources) && cfg.Sources[i] != "" {
 			dialers[i].LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.Sources[i])}
+			dialers[i].Control = BindNoPort
 		}
 	}
 
 	var (
 		next    atomic.Int64
-		mu      sync.Mutex
-		res     FloodResult
 		wg      sync.WaitGroup
 		started = time.Now()
+		until   time.Time
 	)
-	note := func(f func(r *FloodResult)) {
-		mu.Lock()
-		f(&res)
-		mu.Unlock()
-	}
-	res.Held = make([]time.Duration, 0, min(cfg.Conns, 1<<20))
-	var until time.Time
 	if cfg.For > 0 {
 		until = started.Add(cfg.For)
 	}
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	// Each worker keeps its own tally, merged at the end: a shared lock
+	// per connection would be felt at tens of thousands a second.
+	tallies := make([]FloodResult, workers)
+	for w := range tallies {
+		wg.Go(func() {
+			r := &tallies[w]
 			buf := make([]byte, 512)
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
@@ -104,38 +101,99 @@ func Flood(ctx context.Context, cfg FloodConfig) FloodResult {
 				}
 				c, err := dialers[i%len(dialers)].DialContext(ctx, "tcp", cfg.Target)
 				if err != nil {
-					note(func(r *FloodResult) {
-						r.DialErrs++
-						if r.FirstErr == nil && ctx.Err() == nil {
-							r.FirstErr = err
-						}
-					})
+					// A reset that lands before connect returns is a
+					// denial too (a gate that denies with RST).
+					if errors.Is(err, syscall.ECONNRESET) {
+						r.Conns++
+						r.Reset++
+						r.Held = append(r.Held, 0)
+						continue
+					}
+					r.DialErrs++
+					if r.FirstErr == nil && ctx.Err() == nil {
+						r.FirstErr = err
+					}
 					continue
 				}
 				outcome, held, err := oneConn(c.(*net.TCPConn), cfg.Send, i, hold, buf)
-				note(func(r *FloodResult) {
-					r.Conns++
-					r.Held = append(r.Held, held)
-					switch outcome {
-					case outClosed:
-						r.Closed++
-					case outReset:
-						r.Reset++
-					case outBytes:
-						r.GotBytes++
-					case outTimeout:
-						r.Timeouts++
-					}
-					if err != nil && r.FirstErr == nil {
-						r.FirstErr = err
-					}
-				})
+				r.Conns++
+				r.Held = append(r.Held, held)
+				switch outcome {
+				case outClosed:
+					r.Closed++
+				case outReset:
+					r.Reset++
+				case outBytes:
+					r.GotBytes++
+				case outTimeout:
+					r.Timeouts++
+				}
+				if err != nil && r.FirstErr == nil {
+					r.FirstErr = err
+				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
+	var res FloodResult
 	res.Elapsed = time.Since(started)
+	for _, r := range tallies {
+		res.Conns += r.Conns
+		res.Closed += r.Closed
+		res.Reset += r.Reset
+		res.GotBytes += r.GotBytes
+		res.Timeouts += r.Timeouts
+		res.DialErrs += r.DialErrs
+		res.Held = append(res.Held, r.Held...)
+		if res.FirstErr == nil {
+			res.FirstErr = r.FirstErr
+		}
+	}
 	return res
+}
+
+// BindNoPort, a net.Dialer's Control, sets IP_BIND_ADDRESS_NO_PORT on a
+// socket that binds a source address, so that the port is chosen at
+// connect time per destination (and TIME_WAIT ports can be reused on
+// loopback) rather than at bind time, which would run the ephemeral range
+// dry within seconds at thousands of connections per second.
+func BindNoPort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+const ipBindAddressNoPort = 24 // linux/in.h IP_BIND_ADDRESS_NO_PORT
+
+// Median returns the median of vs; ok is false (and the median NaN) for
+// none.
+func Median(vs []float64) (m float64, ok bool) {
+	if len(vs) == 0 {
+		return math.NaN(), false
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2], true
+	}
+	return (s[n/2-1] + s[n/2]) / 2, true
+}
+
+// Percentile returns the p-quantile (0 < p <= 1) of vs by the nearest-rank
+// method; 0 for none.
+func Percentile[T ~int64](vs []T, p float64) T {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	k := int(math.Ceil(float64(len(s))*p)) - 1
+	return s[min(max(k, 0), len(s)-1)]
 }
 
 type outcome int
