@@ -111,8 +111,10 @@ func check(o Options) (*setup, error) {
 }
 
 // parseNode splits NAME@HOST and refuses what OTP's -name refuses: a host
-// part with no dot that is not an IP address ("Hostname myhost is
-// illegal"), so the node would never start and no client would ever dial.
+// part with no dot that is not an IP address. The node starts with such a
+// name, but every client started with -name refuses to dial it ("Hostname
+// myhost is illegal"), so nothing ever reaches distgate or the node, and
+// neither logs a thing.
 func parseNode(n string) (name, host string, err error) {
 	if n == "" {
 		return "", "", errors.New("-node: give the node's name, NAME@HOST (e.g. myapp@myhost.example)")
@@ -134,7 +136,7 @@ func parseNode(n string) (name, host string, err error) {
 	}
 	if !strings.Contains(host, ".") {
 		return "", "", fmt.Errorf("-node %q: the host part %q has no dot and is not an IP address; "+
-			"with long names (-name, RELEASE_DISTRIBUTION=name) OTP refuses it (\"Hostname %s is illegal\") and no client ever dials: "+
+			"with long names (-name, RELEASE_DISTRIBUTION=name) every client refuses to dial it (\"Hostname %s is illegal\"), so nothing reaches distgate or the node: "+
 			"use a fully qualified name such as %s@%s.example and make it resolve to the public address (DNS, or a line in /etc/hosts)",
 			n, host, host, name, host)
 	}

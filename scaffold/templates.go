@@ -177,7 +177,7 @@ func envSh(s *setup) string {
 	return fmt.Sprintf(`#!/bin/sh
 # Written by `+"`distgate init elixir`"+`: the node %[1]s, epmdless, behind
 # distgate (distgate.toml). Long names: the host part needs a dot or must be
-# an IP address, else OTP refuses it ("Hostname ... is illegal").
+# an IP address, else clients refuse to dial it ("Hostname ... is illegal").
 export RELEASE_DISTRIBUTION=name
 export RELEASE_NODE=%[1]s
 
