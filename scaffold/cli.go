@@ -7,6 +7,8 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/distgate/distgate/config"
 )
 
 // Exit codes (design: Command line).
@@ -84,6 +86,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	s, _ := check(o) // Plan accepted it
 	for _, f := range files {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*out, filepath.FromSlash(f.Path)))
+	}
+	// What `distgate check` would warn about (a /0 source, say).
+	if l, err := config.Load(filepath.Join(*out, "distgate.toml"), nil); err == nil {
+		for _, w := range l.Warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
 	}
 	fmt.Fprint(stdout, "\nnext:\n")
 	for _, c := range nextCommands(s, *out) {

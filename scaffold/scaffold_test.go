@@ -223,6 +223,15 @@ func TestInitExisting(t *testing.T) {
 	}
 }
 
+// What check would warn about, init warns about, and still writes.
+func TestInitWarns(t *testing.T) {
+	dir := t.TempDir()
+	code, _, stderr := runInit(t, "erlang", "-node", "app@myhost.example", "-public", "203.0.113.5", "-allow", "0.0.0.0/0", "-out", dir)
+	if code != 0 || !strings.Contains(stderr, `warning: gate "app": allow[0].sources[0]: "0.0.0.0/0" admits every IPv4 source`) {
+		t.Errorf("exit %d, stderr %q; want 0 and a warning", code, stderr)
+	}
+}
+
 // A directory that cannot be written is a runtime failure (1), not usage.
 func TestInitUnwritable(t *testing.T) {
 	dir := t.TempDir()
