@@ -3,7 +3,9 @@
 // may now send at once. The proxy decides and watches; a Forwarder only
 // copies, passes half-closes and resets on, and says when both sides are
 // done. Paths (design.md, Forwarding): "user" (distgate's own loop) and
-// "kernel" (SOCKMAP redirect).
+// "kernel" (SOCKMAP redirect). User is the "user" path, an epoll event
+// loop; Goroutines is its reference and the fallback where User cannot
+// run.
 package forward
 
 import "net"

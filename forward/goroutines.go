@@ -7,6 +7,10 @@ import (
 	"sync/atomic"
 )
 
+// progressStep is how many bytes a copy moves between two updates of its
+// Progress count.
+const progressStep = 1 << 20
+
 // closeWriter is how a finished direction is half-closed.
 type closeWriter interface{ CloseWrite() error }
 
@@ -59,9 +63,11 @@ func (g *Goroutines) Close() error {
 type goHandle struct {
 	p       Pair
 	in, out atomic.Int64
+	stopped atomic.Bool
 }
 
 func (h *goHandle) Stop() {
+	h.stopped.Store(true)
 	_ = h.p.Client.Close()
 	_ = h.p.Upstream.Close()
 }
@@ -77,6 +83,9 @@ func (h *goHandle) run() Result {
 	}
 	_ = h.p.Client.Close()
 	_ = h.p.Upstream.Close()
+	if h.stopped.Load() {
+		err = nil // the copies failed because Stop closed the conns
+	}
 	return Result{In: h.in.Load(), Out: h.out.Load(), Err: err}
 }
 
@@ -94,9 +103,15 @@ func copyHalf(dst, src *net.TCPConn, early []byte, n *atomic.Int64) error {
 			return err
 		}
 	}
-	c, err := io.Copy(dst, src)
-	n.Add(c)
-	if err == nil {
+	var err error
+	for err == nil {
+		// In steps, so Progress moves during a long transfer; each step
+		// still splices (TCPConn.ReadFrom takes an io.LimitedReader).
+		var c int64
+		c, err = io.CopyN(dst, src, progressStep)
+		n.Add(c)
+	}
+	if err == io.EOF {
 		if err = dst.CloseWrite(); err == nil {
 			return nil
 		}
