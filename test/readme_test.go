@@ -227,11 +227,18 @@ func execLine(t *testing.T, block string) string {
 	return "exec " + cs[0]
 }
 
-// erlShell drives a remote shell on a terminal: it evaluates expr, which
-// must print want, then leaves with Ctrl-G and q, which quits the shell and
-// not the node it is attached to.
-func erlShell(t *testing.T, p *testenv.Proc, expr, want string) {
+// erlShell drives a remote shell on node, on a terminal: once the shell's
+// first prompt names node (what is typed before may go to the local shell
+// that comes up first), it evaluates expr, which must print want, then
+// leaves with Ctrl-G and q, which quits the shell and not the node.
+func erlShell(t *testing.T, p *testenv.Proc, node, expr, want string) {
 	t.Helper()
+	prompt := "(" + node + ")1> " // erl's (n)1>, IEx's iex(n)1>: no newline after it
+	if _, err := testenv.WaitLines(p.Out, p.Done(), strconv.Quote(prompt), testenv.WaitTimeout, func([]string) (struct{}, bool) {
+		return struct{}{}, strings.Contains(p.Out.String(), prompt)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := io.WriteString(p.Stdin, expr+"\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +294,7 @@ func TestReadmeQuickstart(t *testing.T) {
 
 	// 6. The remote shell.
 	shell := testenv.StartPTY(t, sh("remote shell", dir, env, execLine(t, sub.apply(r.block(t, "quickstart-client")))))
-	erlShell(t, shell, `io:format("via remsh ~s~n", [node()]).`, "via remsh app@myhost.example")
+	erlShell(t, shell, "app@myhost.example", `io:format("via remsh ~s~n", [node()]).`, "via remsh app@myhost.example")
 	a := g.Wait(testenv.Msg("admitted"))
 	if a.Str("node") != "ops@myhost.example" || a.Str("remote") == "" {
 		t.Errorf("admitted line: %v", a)
@@ -337,7 +344,7 @@ func TestReadmeErlang(t *testing.T) {
 		t.Fatal(err)
 	}
 	shell := testenv.StartPTY(t, sh("remote shell", dir, append(env, yourMachine), execLine(t, sub.apply(r.block(t, "erlang-client")))))
-	erlShell(t, shell, `io:format("via remsh ~s~n", [node()]).`, "via remsh app@myhost.example")
+	erlShell(t, shell, "app@myhost.example", `io:format("via remsh ~s~n", [node()]).`, "via remsh app@myhost.example")
 	if a := g.Wait(testenv.Msg("admitted")); a.Str("node") != "ops@laptop.example" || !testenv.From("127.0.0.3")(a) {
 		t.Errorf("admitted line: %v", a)
 	}
@@ -413,10 +420,11 @@ func killByEnv(t *testing.T, marker string) {
 }
 
 // waitGone waits until the process pid has exited: a process the test did
-// not start, so there is nothing to wait on but /proc.
+// not start, so there is nothing to wait on but /proc. A release's orderly
+// stop on a loaded machine takes a while: the bound is a client's.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(testenv.WaitTimeout)
+	deadline := time.Now().Add(testenv.ClientTimeout)
 	for {
 		st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		// Gone, or a zombie its parent (run_erl) has yet to reap.
@@ -424,7 +432,7 @@ func waitGone(t *testing.T, pid int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("process %d still runs after %v", pid, testenv.WaitTimeout)
+			t.Fatalf("process %d still runs after %v", pid, testenv.ClientTimeout)
 		}
 		time.Sleep(50 * time.Millisecond) // polling /proc: nothing to wait on
 	}
@@ -487,7 +495,8 @@ func TestReadmeElixir(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", c, err, out)
 		}
 	}
-	if err := testenv.WaitPort(testenv.Addr(testenv.NodeIP, port), testenv.WaitTimeout, nil); err != nil {
+	// The daemon boots in the background; as long as a client may take.
+	if err := testenv.WaitPort(testenv.Addr(testenv.NodeIP, port), testenv.ClientTimeout, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -508,7 +517,7 @@ func TestReadmeElixir(t *testing.T) {
 		switch {
 		case strings.HasSuffix(c, " remote"):
 			shell := testenv.StartPTY(t, sh("remote", root, mine, "exec "+c))
-			erlShell(t, shell, `IO.puts("via remote " <> to_string(node()))`, "via remote "+nodeName[1])
+			erlShell(t, shell, nodeName[1], `IO.puts("via remote " <> to_string(node()))`, "via remote "+nodeName[1])
 		default:
 			out, err := sh(c, root, mine, c).Run(testenv.ClientTimeout)
 			if err != nil {
