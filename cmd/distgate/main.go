@@ -16,6 +16,7 @@ import (
 	"github.com/distgate/distgate/cmd/distgate/internal/early"
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/probe"
+	"github.com/distgate/distgate/scaffold"
 	"github.com/distgate/distgate/wire"
 )
 
@@ -24,12 +25,17 @@ const (
 	exitOK      = 0
 	exitRuntime = 1
 	exitUsage   = 2
+	// exitUnprobed is probe's "nothing could be probed": a host given
+	// without a port where no epmd answered.
+	exitUnprobed = 3
 )
 
 const usage = `usage:
   distgate [run] [-config FILE]     run the gates (no file: the embedded default)
   distgate check [-config FILE]     validate; print the effective config; exit 2 on any error
   distgate probe [-json] TARGET...  audit a host as a scanner would
+  distgate init elixir|erlang -node N -public ADDR -allow CIDR... [-port P] [-out DIR] [-force]
+                                    write distgate.toml (and an Elixir release's rel/ files)
   distgate version
 `
 
@@ -64,6 +70,8 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(args, environ, stdout, stderr)
 	case "probe":
 		return cmdProbe(args, stdout, stderr)
+	case "init":
+		return scaffold.Main(args, stdout, stderr)
 	case "version":
 		err = cmdVersion(args, stdout)
 	case "help", "-h", "-help", "--help":
@@ -180,7 +188,8 @@ func cmdRun(args, environ []string, stdout, stderr io.Writer) error {
 }
 
 // cmdProbe runs `distgate probe` (package probe). Exit codes: 0 nothing
-// exposed, 1 something exposed, 2 usage error.
+// exposed, 1 something exposed, 2 usage error, 3 nothing could be probed
+// on a host given without a port (a silent all-clear would mislead cron).
 func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -230,8 +239,14 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	// The exit code carries the verdict even when stdout is gone.
 	_ = write(stdout, rep)
-	if rep.Exposed {
+	for _, m := range rep.UnprobedMessages() {
+		fmt.Fprintf(stderr, "distgate: probe: %s\n", m)
+	}
+	switch {
+	case rep.Exposed:
 		return exitRuntime
+	case len(rep.Unprobed) > 0:
+		return exitUnprobed
 	}
 	return exitOK
 }

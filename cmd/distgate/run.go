@@ -107,7 +107,7 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	// listener, so nothing about the socket changes after it is said.
 	for i, g := range gates {
 		<-g.Ready()
-		log.Info().Str("gate", g.Name()).Str("listen", lns[i].Addr().String()).
+		log.Info().Str("gate", g.Name()).Str("listen", l.Gates[i].Listen).
 			Str("upstream", g.Upstream()).Msg("listening")
 	}
 	if msrv != nil {
