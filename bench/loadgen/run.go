@@ -42,12 +42,12 @@ type options struct {
 }
 
 var fullOptions = options{
-	rounds: 7, bulkSize: 1 << 30, pingN: 20000, pingKN: 10000,
+	rounds: 7, bulkSize: 1 << 30, pingN: 20000, pingKN: 5000,
 	clients: 32, setupDur: 3 * time.Second,
 	floodClients: 16, floodDur: 3 * time.Second,
 	memSizes: []int{2000, 10000}, stalled: 10000,
-	erlRounds: 7, erlCalls: 20000, erlMiB: 64, extraRounds: 3,
-	esetupMax: 400, esetupDur: 2 * time.Second,
+	erlRounds: 7, erlCalls: 10000, erlMiB: 64, extraRounds: 3,
+	esetupMax: 300, esetupDur: 1500 * time.Millisecond,
 	tlsRounds: 5, tlsCalls: 5000, tlsMiB: 64,
 }
 
