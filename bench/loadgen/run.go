@@ -210,6 +210,10 @@ func cmdRun(args []string) error {
 
 	start := time.Now()
 	loadAvg0 := loadAvg()
+	if n := tcpMemoryNote("at the start,"); n != "" {
+		logf("warning: %s", n)
+		h.res.note(n)
+	}
 	mi := machineInfo(h.bins)
 	if *rev != "" {
 		mi = append(mi, "source: "+*rev)
@@ -247,6 +251,9 @@ func cmdRun(args []string) error {
 		if err := h.testErlang(); err != nil {
 			return fmt.Errorf("erlang: %w", err)
 		}
+	}
+	if n := tcpMemoryNote("at the end,"); n != "" {
+		h.res.note(n)
 	}
 	mi = append(mi, "load average (1, 5, 15 min) at the start: "+loadAvg0+"; at the end: "+loadAvg())
 	md := h.report(mi, time.Since(start), *quick)
@@ -417,16 +424,18 @@ func (h *harness) setup() error {
 	}
 	// A kernel variant that warns once it runs at warn level (a fallback
 	// the probe did not see) is not measured as kernel.
-	for _, t := range h.proxies() {
+	h.targets = slices.DeleteFunc(h.targets, func(t *target) bool {
 		if t.forward != "kernel" {
-			continue
+			return false
 		}
-		if w := startupWarnings(t.p); len(w) > 0 {
-			t.p.Stop(syscall.SIGTERM, 5*time.Second)
-			h.targets = slices.DeleteFunc(h.targets, func(x *target) bool { return x == t })
-			h.skip(t.name, "distgate warned at start: "+strings.Join(w, "; "))
+		w := startupWarnings(t.p)
+		if len(w) == 0 {
+			return false
 		}
-	}
+		t.p.Stop(syscall.SIGTERM, 5*time.Second)
+		h.skip(t.name, "distgate warned at start: "+strings.Join(w, "; "))
+		return true
+	})
 	return nil
 }
 
@@ -477,6 +486,9 @@ func (h *harness) testBulk() error {
 				}
 				d, err := bulk(t.addr, up, h.o.bulkSize, 60*time.Second)
 				if err != nil {
+					if n := tcpMemoryNote("when it failed,"); n != "" {
+						err = fmt.Errorf("%w (%s)", err, n)
+					}
 					return fmt.Errorf("%s %s: %w", t.name, dir, err)
 				}
 				mbs := float64(h.o.bulkSize) / d.Seconds() / 1e6
