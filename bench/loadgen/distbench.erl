@@ -73,7 +73,10 @@ connect(Node, Bin) ->
         true ->
             ok;
         false ->
-            true = net_kernel:connect_node(Node),
+            case net_kernel:connect_node(Node) of
+                true -> ok;
+                _ -> error({cannot_connect, Node})
+            end,
             lists:foreach(fun(_) -> Node = erpc:call(Node, erlang, node, [], 10000) end,
                           lists:seq(1, 2000)),
             Size = byte_size(Bin),
