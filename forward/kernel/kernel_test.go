@@ -1,0 +1,468 @@
+package kernel
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/distgate/distgate/forward"
+)
+
+func TestSelfTestPasses(t *testing.T) {
+	k, _ := newKernel(t, Options{})
+	timeout := 5 * time.Second
+	if raceEnabled {
+		timeout = 30 * time.Second // hashing is slow under -race
+	}
+	start := time.Now()
+	if err := k.SelfTest(timeout); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("self-test took %v", time.Since(start))
+	if s := k.Stats(); s.Kernel != 2 || s.Fallback != 0 || s.TakenBack != 0 || s.Active != 0 {
+		t.Errorf("stats after the self-test: %+v", s)
+	}
+}
+
+// Bytes exact both ways: 64 MiB each way at once, sha256, and Result and
+// Progress exact.
+func TestBytesExactBothWays(t *testing.T) {
+	k, _ := newKernel(t, Options{})
+	w := newWorld(t)
+	const n = 64 << 20
+	h := w.start(t, k, nil, nil)
+	if p := pathOf(h); p != "kernel" {
+		t.Fatalf("path %q, want kernel", p)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	wg.Go(func() { errs <- send(w.client, pattern(1, n), true) })
+	wg.Go(func() { errs <- send(w.node, pattern(2, n), true) })
+	wg.Go(func() { errs <- expectStream(w.node, pattern(1, n)) })
+	wg.Go(func() { errs <- expectStream(w.client, pattern(2, n)) })
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	r := w.result(t)
+	if r.In != n || r.Out != n || r.Err != nil {
+		t.Errorf("result %+v, want In=Out=%d and no error", r, n)
+	}
+	if in, out := h.Progress(); in != n || out != n {
+		t.Errorf("progress after the end %d %d", in, out)
+	}
+	if p := pathOf(h); p != "kernel" {
+		t.Errorf("ended on path %q", p)
+	}
+}
+
+// Trap 2: bytes already queued on both sockets at Start arrive after the
+// pair's early bytes, once, in order; and bytes written right after.
+func TestEarlyDataInOrder(t *testing.T) {
+	k, _ := newKernel(t, Options{})
+	w := newWorld(t)
+	hsUp, hsDn := []byte("handshake-up"), []byte("handshake-down")
+	queuedUp, queuedDn := patternBytes(3, 40<<10), patternBytes(4, 20<<10)
+	after := patternBytes(5, 1<<20)
+	if _, err := w.client.Write(queuedUp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.node.Write(queuedDn); err != nil {
+		t.Fatal(err)
+	}
+	h := w.start(t, k, hsUp, hsDn)
+	if p := pathOf(h); p != "kernel" {
+		t.Fatalf("path %q, want kernel", p)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- send(w.client, bytes.NewReader(after), true) }()
+	go func() {
+		errs <- expectStream(w.node, io.MultiReader(bytes.NewReader(hsUp), bytes.NewReader(queuedUp), bytes.NewReader(after)))
+	}()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.node.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := expectStream(w.client, io.MultiReader(bytes.NewReader(hsDn), bytes.NewReader(queuedDn))); err != nil {
+		t.Fatal(err)
+	}
+	r := w.result(t)
+	wantIn := int64(len(hsUp) + len(queuedUp) + len(after))
+	wantOut := int64(len(hsDn) + len(queuedDn))
+	if r.In != wantIn || r.Out != wantOut || r.Err != nil {
+		t.Errorf("result %+v, want In=%d Out=%d", r, wantIn, wantOut)
+	}
+}
+
+// Trap 10: more than EarlyLimit queued at Start stays in user space,
+// with every byte in order.
+func TestEarlyDataOverLimitFallsBack(t *testing.T) {
+	k, _ := newKernel(t, Options{EarlyLimit: 16 << 10})
+	w := newWorld(t)
+	hs := []byte("hs")
+	queued := patternBytes(6, 48<<10)
+	if _, err := w.client.Write(queued); err != nil {
+		t.Fatal(err)
+	}
+	h := w.start(t, k, hs, nil)
+	if p := pathOf(h); p != "user" {
+		t.Errorf("path %q, want user", p)
+	}
+	if err := w.client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := expectStream(w.node, io.MultiReader(bytes.NewReader(hs), bytes.NewReader(queued))); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.node.CloseWrite()
+	r := w.result(t)
+	if r.In != int64(len(hs)+len(queued)) || r.Err != nil {
+		t.Errorf("result %+v", r)
+	}
+	if s := k.Stats(); s.Fallback != 1 || s.Kernel != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// Trap 5: a side that already received a FIN cannot be inserted; the
+// pair runs in user space, the data and the EOF get through and the reply
+// flows back.
+func TestFINBeforeStartFallsBack(t *testing.T) {
+	k, _ := newKernel(t, Options{})
+	w := newWorld(t)
+	data := patternBytes(7, 10<<10)
+	if err := send(w.client, bytes.NewReader(data), true); err != nil {
+		t.Fatal(err)
+	}
+	// The FIN must have reached the forwarder's socket before Start.
+	waitFor(t, "FIN queued", func() bool {
+		var st uint8
+		_ = control(w.c, func(fd int) { st = tcpState(fd) })
+		return st == tcpCloseWait
+	})
+	h := w.start(t, k, nil, nil)
+	if p := pathOf(h); p != "user" {
+		t.Errorf("path %q, want user", p)
+	}
+	if err := expectStream(w.node, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	reply := []byte("reply after EOF")
+	if err := send(w.node, bytes.NewReader(reply), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := expectStream(w.client, bytes.NewReader(reply)); err != nil {
+		t.Fatal(err)
+	}
+	r := w.result(t)
+	if r.In != int64(len(data)) || r.Out != int64(len(reply)) || r.Err != nil {
+		t.Errorf("result %+v", r)
+	}
+}
+
+// Trap 6: a half-close is passed on only after every byte before it, and
+// the other direction keeps flowing after the EOF; each way round.
+func TestHalfClose(t *testing.T) {
+	for _, clientFirst := range []bool{true, false} {
+		name := "client first"
+		if !clientFirst {
+			name = "node first"
+		}
+		t.Run(name, func(t *testing.T) {
+			k, _ := newKernel(t, Options{})
+			w := newWorld(t)
+			h := w.start(t, k, nil, nil)
+			first, second := w.client, w.node
+			if !clientFirst {
+				first, second = w.node, w.client
+			}
+			const n = 8 << 20
+			errs := make(chan error, 1)
+			go func() { errs <- send(first, pattern(8, n), true) }()
+			if err := expectStream(second, pattern(8, n)); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			// After the EOF: the reply, then the other half-close.
+			go func() { errs <- send(second, pattern(9, n), true) }()
+			if err := expectStream(first, pattern(9, n)); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			r := w.result(t)
+			if r.In != n || r.Out != n || r.Err != nil {
+				t.Errorf("result %+v", r)
+			}
+			if p := pathOf(h); p != "kernel" {
+				t.Errorf("path %q", p)
+			}
+		})
+	}
+}
+
+// Trap 7: a reset from either side is passed on as a reset.
+func TestResetPassedOn(t *testing.T) {
+	for _, fromClient := range []bool{true, false} {
+		name := "from client"
+		if !fromClient {
+			name = "from node"
+		}
+		t.Run(name, func(t *testing.T) {
+			k, _ := newKernel(t, Options{})
+			w := newWorld(t)
+			w.start(t, k, nil, nil)
+			resetter, other := w.client, w.node
+			if !fromClient {
+				resetter, other = w.node, w.client
+			}
+			// Some traffic first, so the reset is not the first thing.
+			if _, err := resetter.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 4)
+			if _, err := io.ReadFull(other, b); err != nil {
+				t.Fatal(err)
+			}
+			_ = resetter.SetLinger(0)
+			_ = resetter.Close()
+			_, err := other.Read(b)
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("other side read: %v, want connection reset", err)
+			}
+			r := w.result(t)
+			if !errors.Is(r.Err, syscall.ECONNRESET) {
+				t.Errorf("result error %v, want connection reset", r.Err)
+			}
+			if r.In != 4 && fromClient || r.Out != 4 && !fromClient {
+				t.Errorf("result %+v", r)
+			}
+		})
+	}
+}
+
+// Trap 4: Stop in the middle of a transfer loses nothing the kernel had
+// already forwarded: the node receives exactly Result.In bytes, a prefix
+// of what the client sent, then EOF.
+func TestStopMidTransfer(t *testing.T) {
+	k, _ := newKernel(t, Options{})
+	w := newWorld(t)
+	h := w.start(t, k, []byte("hs"), nil)
+	const total = 256 << 20 // more than will pass before Stop
+	go func() { _ = send(w.client, pattern(10, total), false) }()
+	// Stop once some megabytes went through.
+	waitFor(t, "4 MiB forwarded", func() bool {
+		in, _ := h.Progress()
+		return in >= 4<<20
+	})
+	h.Stop()
+	got, err := io.ReadAll(w.node)
+	if err != nil {
+		t.Fatalf("node read after %d bytes: %v", len(got), err)
+	}
+	r := w.result(t)
+	if r.Err != nil {
+		t.Errorf("stop result error %v", r.Err)
+	}
+	if int64(len(got)) != r.In {
+		t.Fatalf("node received %d bytes, Result.In %d", len(got), r.In)
+	}
+	want := append([]byte("hs"), patternBytes(10, int64(len(got))-2)...)
+	if !bytes.Equal(got, want) {
+		t.Fatal("node received bytes that are not a prefix of the client's stream")
+	}
+	t.Logf("stopped after %d bytes", r.In)
+}
+
+// Trap 8: a stopped receiver holds the sender back, a slow one gets
+// everything. On this kernel the program's redirect alone does not: a
+// redirected skb is charged to neither socket, so without the pause
+// (MaxQueued) a stopped node let the client push hundreds of MiB into
+// kernel memory. With socket buffers fixed at 256 KiB, what the client
+// can write into a stopped node is those buffers, MaxQueued, and what the
+// kernel redirects before the loop reacts to the program's event.
+func TestBackpressure(t *testing.T) {
+	const maxQueued = 1 << 20
+	k, _ := newKernel(t, Options{MaxQueued: maxQueued})
+	w := newWorld(t)
+	for _, c := range []*net.TCPConn{w.client, w.c, w.u, w.node} {
+		if err := c.SetReadBuffer(256 << 10); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetWriteBuffer(256 << 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.start(t, k, nil, nil)
+	const total = 128 << 20
+	var mu sync.Mutex
+	var written int64
+	errs := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		r := pattern(11, total)
+		for {
+			n, err := io.ReadFull(r, buf)
+			if n == 0 {
+				break
+			}
+			if _, werr := w.client.Write(buf[:n]); werr != nil {
+				errs <- werr
+				return
+			}
+			mu.Lock()
+			written += int64(n)
+			mu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+		errs <- w.client.CloseWrite()
+	}()
+	// The node reads nothing: the client's writes must stall.
+	var plateau int64
+	waitFor(t, "writes stall", func() bool {
+		mu.Lock()
+		before := written
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond) // observing a plateau takes time
+		mu.Lock()
+		plateau = written
+		mu.Unlock()
+		return before == plateau && plateau > 0
+	})
+	// Each socket's 256 KiB is doubled by the kernel: 4 × 2 × 2 × 256 KiB
+	// at most, plus MaxQueued, plus the loop's reaction time at the
+	// kernel's speed (a few MiB on a loaded machine).
+	bound := int64(4*2*2*256<<10 + maxQueued + 16<<20)
+	t.Logf("held with a stopped reader: %.1f MiB (bound %.1f MiB), stats %+v",
+		float64(plateau)/(1<<20), float64(bound)/(1<<20), k.Stats())
+	if plateau > bound {
+		t.Fatalf("client wrote %d bytes into a stopped reader, bound %d", plateau, bound)
+	}
+	if k.Stats().Paused == 0 {
+		t.Error("the direction was never paused")
+	}
+	// Now a slow reader: 1 MiB, then a pause, to the end.
+	got := &slowReader{r: w.node, chunk: 1 << 20, pause: 5 * time.Millisecond}
+	gs, gn, err := sum(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, _, _ := sum(pattern(11, total))
+	if gn != total || gs != ws {
+		t.Fatalf("slow reader got %d bytes, sha256 equal %v", gn, gs == ws)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	_ = w.node.CloseWrite()
+	if r := w.result(t); r.In != total || r.Err != nil {
+		t.Errorf("result %+v", r)
+	}
+}
+
+// slowReader pauses after every chunk bytes.
+type slowReader struct {
+	r      io.Reader
+	chunk  int
+	pause  time.Duration
+	inStep int
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if s.inStep >= s.chunk {
+		time.Sleep(s.pause)
+		s.inStep = 0
+	}
+	n, err := s.r.Read(p[:min(len(p), s.chunk-s.inStep)])
+	s.inStep += n
+	return n, err
+}
+
+// Idle pairs cost no goroutine, two descriptors and little memory each.
+func TestManyIdlePairs(t *testing.T) {
+	k, _ := newKernel(t, Options{})
+	const n = 1000
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sts := make([]*selfTestPair, 0, n)
+	defer func() {
+		for _, st := range sts {
+			_ = st.client.Close()
+			_ = st.node.Close()
+		}
+	}()
+	for range n {
+		st, err := newSelfTestPair(ln, time.Now().Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sts = append(sts, st)
+	}
+	fds0 := countFDs(t)
+	g0 := runtime.NumGoroutine()
+	rss0 := rssKiB(t)
+	res := make(chan forward.Result, n)
+	for _, st := range sts {
+		h, err := k.Start(forward.Pair{Client: st.c, Upstream: st.u}, func(r forward.Result) { res <- r })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := pathOf(h); p != "kernel" {
+			t.Fatalf("path %q", p)
+		}
+	}
+	rss1 := rssKiB(t)
+	fds1 := countFDs(t)
+	g1 := runtime.NumGoroutine()
+	perPair := float64(rss1-rss0) / n
+	t.Logf("%d idle pairs: RSS %+.2f KiB/pair, %+d fds, %+d goroutines", n, perPair, fds1-fds0, g1-g0)
+	if fds1 != fds0 {
+		// Start trades each conn's descriptor for a dup: two per pair,
+		// as before.
+		t.Errorf("descriptors %d → %d", fds0, fds1)
+	}
+	if g1-g0 > 2 {
+		t.Errorf("goroutines %d → %d for idle pairs", g0, g1)
+	}
+	if perPair > 4 {
+		t.Errorf("RSS %.2f KiB per idle pair, want about 2", perPair)
+	}
+	// Each still works: one byte through the first and the last.
+	for _, st := range []*selfTestPair{sts[0], sts[n-1]} {
+		if _, err := st.client.Write([]byte{42}); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(st.node, b); err != nil || b[0] != 42 {
+			t.Fatalf("byte through an idle pair: %v %v", b, err)
+		}
+	}
+	// Close stops them all and calls every done.
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		<-res
+	}
+}
