@@ -27,20 +27,18 @@ const (
 	skPass = 1
 )
 
-// Modes of a socket's direction, in ctl.mode.
+// Modes of a socket's direction, in ctl.Mode.
 const (
-	modeRun    = 0 // redirect to the peer's egress
-	modeHold   = 1 // pass to the socket's own queue, for user space
-	modeResume = 2 // hold until user space has written all passed bytes, then run
+	modeRun  = 0 // redirect to the peer's egress
+	modeHold = 1 // pass to the socket's own queue, for user space
 )
 
 // ctl is a socket's control value, written only by user space (a whole
 // value at a time, so the program always sees one consistent version).
 type ctl struct {
-	Peer     uint64 // the peer socket's cookie
-	Mode     uint64 // modeRun, modeHold, modeResume
-	Released uint64 // passed bytes user space has written to the peer
-	Check    uint64 // tell user space when bytes[cookie] crosses this
+	Peer  uint64 // the peer socket's cookie
+	Mode  uint64 // modeRun or modeHold
+	Check uint64 // tell user space when bytes[cookie] crosses this
 }
 
 // objects is what the kernel path loads: two SOCKHASHes, three HASHes, a
@@ -73,23 +71,18 @@ type objects struct {
 	prog    *ebpf.Program
 }
 
-// program is the stream verdict, about 50 instructions. For an skb of
+// program is the stream verdict, about 40 instructions. For an skb of
 // length len on the socket with cookie c:
 //
 //	len == 0                 → SK_DROP  (a bare FIN: trap 1)
 //	k = ctl[c]               → SK_PASS if none
-//	k.mode == hold, or resume with passed[c] > k.released:
-//	    passed[c] += len     → SK_PASS  (the socket's own queue)
+//	k.mode == hold: passed[c] += len → SK_PASS (the socket's own queue)
 //	sk_redirect_hash(skb, egress, k.peer) fails → as hold
 //	bytes[c] += len; if it crossed k.check: ringbuf_output(events, c)
 //	→ SK_PASS with the redirect set: to the peer's egress
 //
-// Passing instead of dropping keeps every byte TCP has acked.
-//
-// Resume is how a held direction goes back to the kernel in order: user
-// space writes what was held to the peer and raises released; the first
-// skb that finds everything passed also released is redirected, and so is
-// every one after it, behind the bytes user space wrote.
+// Passing instead of dropping keeps every byte TCP has acked; user space
+// reads passed bytes with recv.
 //
 // The check is the backpressure hook (trap 8). A redirected skb waits on
 // the peer's psock until the peer's send queue has room, and on this
@@ -97,8 +90,7 @@ type objects struct {
 // stays open, so a receiver that stops reading would let its sender fill
 // kernel memory without bound. User space sets check where the bytes owed
 // to the peer's send queue could reach Options.MaxQueued; the event makes
-// it look, and hold the direction if so: held bytes are charged to the
-// socket, whose window then closes.
+// it look, and move the pair to user space if so.
 func program() asm.Instructions {
 	return asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
@@ -117,15 +109,6 @@ func program() asm.Instructions {
 		asm.Mov.Reg(asm.R9, asm.R0), // ctl, valid across calls (RCU)
 		asm.LoadMem(asm.R1, asm.R9, 8, asm.DWord),
 		asm.JEq.Imm(asm.R1, modeRun, "redirect"),
-		asm.JNE.Imm(asm.R1, modeResume, "hold"),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPassed),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -8),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "hold"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),  // passed
-		asm.LoadMem(asm.R2, asm.R9, 16, asm.DWord), // released
-		asm.JGE.Reg(asm.R2, asm.R1, "redirect"),
 
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPassed).WithSymbol("hold"),
 		asm.Mov.Reg(asm.R2, asm.RFP),
@@ -154,7 +137,7 @@ func program() asm.Instructions {
 		// Only this socket's verdicts (serialised by its lock) write
 		// its counter, so reading it back after the add is exact.
 		asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord),  // counter after
-		asm.LoadMem(asm.R1, asm.R9, 24, asm.DWord), // check
+		asm.LoadMem(asm.R1, asm.R9, 16, asm.DWord), // check
 		asm.JLT.Reg(asm.R8, asm.R1, "pass"),        // not reached yet
 		asm.Mov.Reg(asm.R2, asm.R8),
 		asm.Sub.Reg(asm.R2, asm.R7),         // counter before
@@ -194,7 +177,7 @@ func load(maxPairs int) (*objects, error) {
 		Maps: map[string]*ebpf.MapSpec{
 			mapEgress:  sockHash(),
 			mapVerdict: sockHash(),
-			mapCtl:     hash(32),
+			mapCtl:     hash(24),
 			mapBytes:   hash(8),
 			mapPassed:  hash(8),
 			mapEvents:  {Type: ebpf.RingBuf, MaxEntries: eventRing},

@@ -205,3 +205,21 @@ func rssKiB(t *testing.T) int64 {
 	}
 	return rss * int64(os.Getpagesize()) / 1024
 }
+
+// heapBytes is the Go heap in use after a collection.
+func heapBytes() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// pairOf is the pair behind a handle in the kernel; only its immutable
+// fields (cookies) may be read outside the loop.
+func pairOf(h forward.Handle) *pair {
+	kh := h.(*Handle)
+	kh.mu.Lock()
+	defer kh.mu.Unlock()
+	return kh.p
+}

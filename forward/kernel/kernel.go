@@ -32,7 +32,7 @@ const (
 	DefaultEarlyLimit      = 64 << 10
 	DefaultStallTimeout    = 10 * time.Second
 	DefaultDrainTimeout    = 5 * time.Second
-	DefaultMaxQueued       = 2 << 20
+	DefaultMaxQueued       = 4 << 20
 	DefaultSelfTestTimeout = 5 * time.Second
 )
 
@@ -60,9 +60,11 @@ type Options struct {
 	// redirected that have not reached the peer's send queue yet. They
 	// wait in kernel memory charged to neither socket, so the sender's
 	// window does not close by itself when the receiver stops reading
-	// (trap 8); above MaxQueued the direction is paused (its socket
-	// leaves the verdict map and TCP's own window holds the sender back)
-	// until half of it has drained. Zero means DefaultMaxQueued.
+	// (trap 8). A pair with MaxQueued owed (plus what the kernel moves
+	// before the loop reacts to the program's event) goes to user space
+	// for good, where TCP's window holds the sender back. It is also the
+	// fixed receive buffer of the pair's sockets, which caps the window
+	// the senders are granted. Zero means DefaultMaxQueued.
 	MaxQueued int
 	// SelfTestTimeout bounds New's self-test. Zero means
 	// DefaultSelfTestTimeout; negative skips the self-test.
@@ -104,9 +106,9 @@ type Stats struct {
 	// TakenBack counts pairs moved back to user space after insertion
 	// (data left unredirected after insertion, the watchdog).
 	TakenBack uint64
-	// Paused counts the times a direction was paused because MaxQueued
-	// bytes were owed to a receiver that did not keep up.
-	Paused uint64
+	// Backpressure counts pairs moved to user space because MaxQueued
+	// bytes were owed to a receiver that did not keep up (trap 8).
+	Backpressure uint64
 	// Watchdog counts the watchdog's interventions: stalled pairs it
 	// moved back to user space or closed.
 	Watchdog uint64
@@ -145,7 +147,7 @@ type Kernel struct {
 
 	wg sync.WaitGroup // one per pair until its done has returned
 
-	nKernel, nFallback, nTakenBack, nPaused, nWatchdog, nStalled atomic.Uint64
+	nKernel, nFallback, nTakenBack, nBackpressure, nWatchdog, nStalled atomic.Uint64
 }
 
 var _ forward.Forwarder = (*Kernel)(nil)
@@ -196,13 +198,13 @@ func (k *Kernel) Stats() Stats {
 	active := len(k.pairs)
 	k.mu.Unlock()
 	return Stats{
-		Active:    active,
-		Kernel:    k.nKernel.Load(),
-		Fallback:  k.nFallback.Load(),
-		TakenBack: k.nTakenBack.Load(),
-		Paused:    k.nPaused.Load(),
-		Watchdog:  k.nWatchdog.Load(),
-		Stalled:   k.nStalled.Load(),
+		Active:       active,
+		Kernel:       k.nKernel.Load(),
+		Fallback:     k.nFallback.Load(),
+		TakenBack:    k.nTakenBack.Load(),
+		Backpressure: k.nBackpressure.Load(),
+		Watchdog:     k.nWatchdog.Load(),
+		Stalled:      k.nStalled.Load(),
 	}
 }
 
@@ -394,6 +396,7 @@ type Handle struct {
 	fb    forward.Handle // once on the fallback
 	off   [2]int64       // In, Out moved before the fallback took over
 	path  string
+	why   string // see takeBack
 	stop  bool
 	ended bool
 	res   forward.Result
@@ -450,10 +453,17 @@ func (h *Handle) Progress() (in, out int64) {
 	return off[0], off[1]
 }
 
-func (h *Handle) setPath(path string) {
+func (h *Handle) setPath(path, why string) {
 	h.mu.Lock()
-	h.path = path
+	h.path, h.why = path, why
 	h.mu.Unlock()
+}
+
+// moved says why a pair the kernel took went to user space ("" if not).
+func (h *Handle) moved() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.why
 }
 
 // toFallback starts fp on the fallback, with in and out already moved.

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -24,6 +23,13 @@ import (
 
 type op uint8
 
+// Why a pair the kernel took was moved to user space.
+const (
+	whyLeftover     = "leftover"     // data the program did not take (trap 3)
+	whyBackpressure = "backpressure" // a receiver MaxQueued behind (trap 8)
+	whyWatchdog     = "watchdog"     // no progress with data queued (trap 9)
+)
+
 const (
 	opStop op = iota
 	opTakeBack
@@ -42,12 +48,7 @@ const (
 	maxStep   = 20 * time.Millisecond
 	// sweepPeriod is how often the watchdog looks at each idle pair.
 	sweepPeriod = time.Minute
-	// copyBuf is the user-space copy's buffer, taken from a pool only
-	// while a direction has bytes in flight.
-	copyBuf = 64 << 10
 )
-
-var bufPool = sync.Pool{New: func() any { return new([copyBuf]byte) }}
 
 // The epoll data of the eventfd and of the ring buffer: Fd wakeID with
 // Pad 0 or 1. Pair ids start at 1.
@@ -144,7 +145,11 @@ func (k *Kernel) register(p *pair) {
 	if err != nil {
 		// Without the watch the pair cannot stay in the kernel.
 		k.command(command{op: opTakeBack, p: p})
+		return
 	}
+	// The loop may be sleeping with no timeout (no pairs before this
+	// one): wake it so the watchdog's ticks start.
+	k.poke()
 }
 
 // unregister forgets p (loop only).
@@ -176,10 +181,10 @@ func (k *Kernel) unregister(p *pair) {
 // write while user space has bytes for it.
 func (k *Kernel) setInterest(p *pair, i int) {
 	want := uint32(baseInterest)
-	if (p.mode[i] == dirResume || p.mode[i] == dirUser) && !p.rdEOF[i] {
+	if reads(p, i) && !p.rdEOF[i] {
 		want |= unix.EPOLLIN
 	}
-	if len(p.buf[1-i]) > 0 {
+	if writes(p, 1-i) && p.q[1-i].len() > 0 {
 		want |= unix.EPOLLOUT
 	}
 	if want == p.interest[i] || p.fd[i] < 0 {
@@ -190,6 +195,28 @@ func (k *Kernel) setInterest(p *pair, i int) {
 	// A modification re-polls the socket, so data or room already there
 	// is reported as an edge at once.
 	_ = unix.EpollCtl(k.ep, unix.EPOLL_CTL_MOD, p.fd[i], &ev)
+}
+
+// reads says whether user space reads direction s's source. A held
+// direction is read too, into the queue, up to the socket's receive
+// buffer: a held skb can wait on the socket's psock backlog for receive
+// memory, and the bytes redirected to this socket by the other direction
+// wait behind it. Unread, two held directions would each wait for the
+// other's bytes forever.
+func reads(p *pair, s int) bool {
+	switch {
+	case p.state == stopping:
+		return true // read and dropped, for the same reason
+	case p.state != running:
+		return false
+	}
+	return p.mode[s] != dirKernel
+}
+
+// writes says whether user space writes direction s's queue to the peer:
+// only once nothing the kernel redirected is still ahead of it.
+func writes(p *pair, s int) bool {
+	return p.state == running && p.mode[s] == dirUser
 }
 
 func (k *Kernel) tick() time.Duration {
@@ -270,6 +297,10 @@ func (k *Kernel) onEvent(p *pair, side int, events uint32, now time.Time) {
 			return
 		}
 	}
+	if p.state == stopping {
+		k.drop(p, side)
+		return
+	}
 	if events&unix.EPOLLOUT != 0 && !k.pump(p, 1-side) {
 		return
 	}
@@ -296,12 +327,17 @@ func (k *Kernel) onCommand(c command, now time.Time) {
 		p.state = stopping
 		for s := range 2 {
 			_ = k.hold(p, s)
+			p.q[s].reset()
+		}
+		for s := range 2 {
+			k.setInterest(p, s)
+			k.drop(p, s)
 		}
 		p.deadline = now.Add(k.opts.DrainTimeout)
 		p.step = 0
 		k.stopWait(p, now)
 	case opTakeBack:
-		k.takeBack(p, now)
+		k.takeBack(p, whyLeftover, now)
 	}
 }
 
@@ -336,13 +372,9 @@ func (k *Kernel) runWaits(now time.Time) {
 
 // toHeld has the program hold direction s's data in its source's own
 // queue; once every byte it redirected before is in the peer's send
-// queue, the direction goes to next (advance does that).
-func (k *Kernel) toHeld(p *pair, s int, next dmode, now time.Time) bool {
-	if p.mode[s] == dirHeld {
-		p.next[s] = next
-		return true
-	}
-	if p.mode[s] == dirUser {
+// queue, user space forwards the direction (advance does that).
+func (k *Kernel) toHeld(p *pair, s int, now time.Time) bool {
+	if p.mode[s] != dirKernel {
 		return true
 	}
 	if err := k.hold(p, s); err != nil {
@@ -350,21 +382,27 @@ func (k *Kernel) toHeld(p *pair, s int, next dmode, now time.Time) bool {
 		return false
 	}
 	p.mode[s] = dirHeld
-	p.next[s] = next
+	// Read what is held up to one receive buffer: the kernel would
+	// have buffered that much for a reader that stopped anyway.
+	p.holdCap[s] = 256 << 10
+	if v, err := unix.GetsockoptInt(p.fd[s], unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
+		p.holdCap[s] = max(p.holdCap[s], v)
+	}
 	k.setInterest(p, s)
 	p.step = 0
 	k.schedule(p, now)
-	return true
+	return k.pump(p, s)
 }
 
 // takeBack moves both directions of a running pair to user space for
-// good, after what the kernel redirected (trap 3 leftovers, the
-// watchdog). The sockets stay in the maps, held (see objects).
-func (k *Kernel) takeBack(p *pair, now time.Time) {
+// good, after what the kernel redirected (trap 3 leftovers, a receiver
+// MaxQueued behind, the watchdog). The sockets stay in the maps, held
+// (see objects), and are read with recv.
+func (k *Kernel) takeBack(p *pair, why string, now time.Time) {
 	k.nTakenBack.Add(1)
-	p.h.setPath("user")
+	p.h.setPath("user", why)
 	for s := range 2 {
-		if !k.toHeld(p, s, dirUser, now) {
+		if !k.toHeld(p, s, now) {
 			return
 		}
 	}
@@ -372,8 +410,8 @@ func (k *Kernel) takeBack(p *pair, now time.Time) {
 }
 
 // advance moves a running pair on: held directions whose redirected
-// bytes have all reached the peer's send queue go on to user space (for a
-// pause: to write the held bytes back, then resume); a source at EOF whose
+// bytes have all reached the peer's send queue go on to user space; a
+// source at EOF whose
 // bytes have all been moved gets its peer shut down for writing (trap 6);
 // with both shut, the pair is done.
 func (k *Kernel) advance(p *pair, now time.Time) {
@@ -391,13 +429,7 @@ func (k *Kernel) advance(p *pair, now time.Time) {
 			pending = true
 			continue
 		}
-		p.mode[s] = p.next[s]
-		if p.mode[s] == dirResume {
-			if err := k.setMode(p, s, modeResume); err != nil {
-				k.end(p, err, endAbort)
-				return
-			}
-		}
+		p.mode[s] = dirUser
 		k.setInterest(p, s)
 		if !k.pump(p, s) {
 			return
@@ -433,58 +465,49 @@ func (k *Kernel) advance(p *pair, now time.Time) {
 	}
 }
 
-// pump is the user-space copy of direction s (source fd[s] to fd[1-s])
-// for a direction in dirResume or dirUser, and the writer of bytes it
-// still has buffered. false: the pair ended.
+// pump is the user-space copy of direction s (source fd[s] to peer
+// fd[1-s]): it reads the source while the direction is not the kernel's
+// and writes the queue to the peer when nothing redirected is ahead of
+// it. false: the pair ended.
 func (k *Kernel) pump(p *pair, s int) bool {
 	d := 1 - s
-	copying := p.mode[s] == dirResume || p.mode[s] == dirUser
+	limit := copyBuf
+	if p.mode[s] == dirHeld {
+		limit = p.holdCap[s]
+	}
 	for p.state == running {
-		if len(p.buf[s]) > 0 {
-			n, err := writeSome(p.fd[d], p.buf[s])
+		if writes(p, s) && p.q[s].len() > 0 {
+			b := p.q[s].front()
+			n, err := writeSome(p.fd[d], b)
 			if n > 0 {
 				p.after[d].Add(int64(n))
-				p.buf[s] = p.buf[s][n:]
-				if p.mode[s] == dirResume {
-					// Tell the program these held bytes are in the
-					// peer's send queue, ahead of what it redirects
-					// once all are.
-					p.ctl[s].Released += uint64(n)
-					if err := k.setMode(p, s, modeResume); err != nil {
-						k.end(p, err, endAbort)
-						return false
-					}
-				}
+				p.q[s].consume(n)
 			}
 			if err != nil {
 				k.end(p, fmt.Errorf("%s: %w", sideName[d], err), endAbort)
 				return false
 			}
-			if len(p.buf[s]) > 0 {
+			if n < len(b) {
 				break // the peer is full: wait for EPOLLOUT
 			}
-			k.putBuf(p, s)
-		}
-		if !copying || p.rdEOF[s] {
-			break
-		}
-		b := bufPool.Get().(*[copyBuf]byte)
-		n, _, err := unix.Recvfrom(p.fd[s], b[:], unix.MSG_DONTWAIT)
-		if errors.Is(err, unix.EINTR) {
-			bufPool.Put(b)
 			continue
 		}
-		if errors.Is(err, unix.EAGAIN) {
-			bufPool.Put(b)
+		if !reads(p, s) || p.rdEOF[s] || p.q[s].len() >= limit {
 			break
 		}
-		if err != nil {
-			bufPool.Put(b)
+		b := chunks.Get().(*chunk)
+		n, _, err := unix.Recvfrom(p.fd[s], b[:], unix.MSG_DONTWAIT)
+		if err != nil || n <= 0 {
+			chunks.Put(b)
+		}
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+		case err != nil:
 			k.end(p, fmt.Errorf("%s: %w", sideName[s], err), endAbort)
 			return false
-		}
-		if n == 0 {
-			bufPool.Put(b)
+		case n == 0:
 			// With the program attached, every byte is either
 			// redirected or held (passed). A held skb can still be on
 			// the psock's backlog, behind bytes redirected to this
@@ -493,38 +516,35 @@ func (k *Kernel) pump(p *pair, s int) bool {
 			if p.read[s] >= k.obj.held(p.cookie[s]) {
 				p.rdEOF[s] = true
 			}
-			break
+		default:
+			p.read[s] += uint64(n)
+			p.q[s].push(b, n)
+			continue
 		}
-		p.read[s] += uint64(n)
-		p.mem[s] = b
-		p.buf[s] = b[:n]
+		break
 	}
 	if p.state != running {
 		return p.state != ended
-	}
-	if p.mode[s] == dirResume && len(p.buf[s]) == 0 && p.ctl[s].Released >= k.obj.held(p.cookie[s]) {
-		// Everything held has been written: the program redirects
-		// again (it already does for the next skb). Back to the
-		// kernel, with the backpressure check armed afresh.
-		p.mode[s] = dirKernel
-		owed, c, _, _ := k.owed(p, s)
-		p.ctl[s].Check = c + uint64(k.opts.MaxQueued) - min(owed, uint64(k.opts.MaxQueued))
-		if err := k.setMode(p, s, modeRun); err != nil {
-			k.end(p, err, endAbort)
-			return false
-		}
 	}
 	k.setInterest(p, s)
 	k.setInterest(p, d)
 	return true
 }
 
-func (k *Kernel) putBuf(p *pair, s int) {
-	if p.mem[s] != nil {
-		bufPool.Put(p.mem[s])
-		p.mem[s] = nil
+// drop reads and throws away what a stopping pair's socket receives, so
+// its psock backlog keeps moving the bytes redirected to it.
+func (k *Kernel) drop(p *pair, s int) {
+	var b [16 << 10]byte
+	for range 64 {
+		n, _, err := unix.Recvfrom(p.fd[s], b[:], unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
 	}
-	p.buf[s] = nil
+	// More is coming: the next edge brings the loop back.
 }
 
 // readRing handles the program's events: a socket's counter crossed the
@@ -566,10 +586,15 @@ func (k *Kernel) checkQueued(p *pair, s int, now time.Time) {
 		k.arm(p, s, c+limit-owed)
 		return
 	}
-	// Held, the bytes are charged to the source socket, whose window
-	// closes as they pile up: TCP holds the sender back.
-	k.nPaused.Add(1)
-	k.toHeld(p, s, dirResume, now)
+	// The receiver does not keep up: the pair goes to user space for
+	// good, where held bytes are charged to the source socket and TCP's
+	// window holds the sender back. (Going back to the kernel later was
+	// tried: holding while the same socket's psock still has bytes to
+	// send for the other direction puts held skbs on that backlog,
+	// uncharged, and two slow readers then ended in drops and seconds of
+	// retransmission backoff.)
+	k.nBackpressure.Add(1)
+	k.takeBack(p, whyBackpressure, now)
 }
 
 // stopWait ends a stopping pair once the redirected bytes are in the send
@@ -606,7 +631,7 @@ func (k *Kernel) end(p *pair, err error, mode endMode) {
 	k.unregister(p)
 	k.forget(p)
 	for i := range 2 {
-		k.putBuf(p, i)
+		p.q[i].reset()
 		switch mode {
 		case endAbort:
 			setLingerZero(p.fd[i])
@@ -737,9 +762,9 @@ func (k *Kernel) inspect(p *pair, now time.Time) {
 	var stalled, leftover bool
 	for s := range 2 {
 		d := 1 - s
-		if p.mode[s] == dirResume || p.mode[s] == dirUser {
+		if p.mode[s] == dirUser {
 			// User space moves this direction itself.
-			quiet = quiet && len(p.buf[s]) == 0
+			quiet = quiet && p.q[s].len() == 0
 			p.stuckSince[s] = time.Time{}
 			continue
 		}
@@ -801,6 +826,6 @@ func (k *Kernel) inspect(p *pair, now time.Time) {
 		k.end(p, ErrStalled, endAbort)
 	case leftover:
 		k.nWatchdog.Add(1)
-		k.takeBack(p, now)
+		k.takeBack(p, whyWatchdog, now)
 	}
 }

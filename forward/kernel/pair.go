@@ -33,13 +33,10 @@ type dmode uint8
 const (
 	// dirKernel: the program redirects (ctl.Mode run).
 	dirKernel dmode = iota
-	// dirHeld: the program holds the bytes in the source's own queue
-	// and nobody reads them, until what was redirected before has all
-	// reached the peer's send queue. Then the direction goes to next.
+	// dirHeld: the program holds the bytes in the source's own queue;
+	// user space reads them but writes nothing until what was
+	// redirected before has all reached the peer's send queue.
 	dirHeld
-	// dirResume: user space writes what was held to the peer; the
-	// program goes back to redirecting once all of it is written.
-	dirResume
 	// dirUser: user space forwards the direction for good.
 	dirUser
 )
@@ -67,13 +64,13 @@ type pair struct {
 	shut  [2]bool // the side's write side was shut down here
 
 	// Per direction (index = source side).
-	mode  [2]dmode
-	next  [2]dmode          // where a held direction goes
-	buf   [2][]byte         // read from the source, not yet written to the peer
-	mem   [2]*[copyBuf]byte // buf's pooled backing array
-	after [2]atomic.Int64   // bytes user space wrote to fd[i] after insertion
-	rdEOF [2]bool           // a user-space read of the source returned 0
-	read  [2]uint64         // bytes user space read from the source
+	mode    [2]dmode
+	next    [2]dmode        // where a held direction goes
+	q       [2]queue        // read from the source, not yet written to the peer
+	holdCap [2]int          // how much a held direction's queue may take
+	after   [2]atomic.Int64 // bytes user space wrote to fd[i] after insertion
+	rdEOF   [2]bool         // a user-space read of the source returned 0
+	read    [2]uint64       // bytes user space read from the source
 	// interest is the epoll mask registered for each socket.
 	interest [2]uint32
 
@@ -146,6 +143,10 @@ func (p *pair) conns() (c, u *net.TCPConn, err error) {
 	return c, u, nil
 }
 
+// testHookInserted, if set, runs after both sockets joined "verdict" and
+// before the check for data the program did not take.
+var testHookInserted func(*pair)
+
 // insert puts the pair into the maps in the order that leaves no gap
 // (see objects): control values and counters, both sockets into egress,
 // then into verdict. leftover reports data the program has not taken
@@ -154,6 +155,18 @@ func (k *Kernel) insert(p *pair) (leftover bool, err error) {
 	for i := range 2 {
 		if p.base[i], err = sendPosExact(p.fd[i]); err != nil {
 			return false, err
+		}
+	}
+	// A fixed receive buffer caps the window each sender is granted.
+	// While the program redirects, the queue is empty and the window
+	// stays fully open; when it holds (a pause, a move to user space),
+	// what was granted keeps arriving. With autotuning the grant can
+	// reach tcp_rmem's maximum (32 MiB here), which then overruns the
+	// socket and ends in drops and retransmission backoff (seen: seconds
+	// of stall in a two-way transfer into slow readers).
+	for i := range 2 {
+		if err := unix.SetsockoptInt(p.fd[i], unix.SOL_SOCKET, unix.SO_RCVBUF, k.opts.MaxQueued); err != nil {
+			return false, fmt.Errorf("SO_RCVBUF: %w", err)
 		}
 	}
 	o := k.obj
@@ -180,6 +193,9 @@ func (k *Kernel) insert(p *pair) (leftover bool, err error) {
 			return false, fmt.Errorf("insert %s socket: %w", sideName[i], err)
 		}
 		p.inVerdict[i] = true
+	}
+	if testHookInserted != nil {
+		testHookInserted(p)
 	}
 	// Data queued between the early drain and the insert sits in the
 	// receive queue until the next data_ready. Setting SO_RCVLOWAT runs
@@ -223,7 +239,7 @@ func (k *Kernel) forget(p *pair) {
 	}
 }
 
-// setMode writes direction s's ctl.Mode (and Released).
+// setMode writes direction s's ctl.Mode.
 func (k *Kernel) setMode(p *pair, s int, mode uint64) error {
 	p.ctl[s].Mode = mode
 	return k.obj.ctl.Update(p.cookie[s], p.ctl[s], ebpf.UpdateExist)
@@ -276,8 +292,8 @@ func (k *Kernel) flushedEOF(p *pair, s int) (bool, error) {
 	switch p.mode[s] {
 	case dirHeld:
 		return false, nil
-	case dirResume, dirUser:
-		if !p.rdEOF[s] || len(p.buf[s]) > 0 {
+	case dirUser:
+		if !p.rdEOF[s] || p.q[s].len() > 0 {
 			return false, nil
 		}
 	default:

@@ -202,8 +202,12 @@ func (st *selfTestPair) run(k *Kernel, clientFirst bool, deadline time.Time) err
 	if r.In != up.total() || r.Out != down.total() {
 		return fmt.Errorf("%s: result counts in=%d out=%d, want %d %d", name, r.In, r.Out, up.total(), down.total())
 	}
-	if p := h.(*Handle).Path(); p != "kernel" {
-		return fmt.Errorf("%s: pair left the kernel path (%s)", name, p)
+	// The bulk pair may have gone to user space because its reader fell
+	// MaxQueued behind on a loaded machine: that is the backpressure
+	// working, not a failure. Anything else means the kernel did not
+	// behave as this package expects.
+	if kh := h.(*Handle); kh.Path() != "kernel" && !(clientFirst && kh.moved() == whyBackpressure) {
+		return fmt.Errorf("%s: pair left the kernel path (%s: %s)", name, kh.Path(), kh.moved())
 	}
 	return nil
 }
