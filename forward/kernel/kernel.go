@@ -63,8 +63,9 @@ type Options struct {
 	// (trap 8). A pair with MaxQueued owed (plus what the kernel moves
 	// before the loop reacts to the program's event) goes to user space
 	// for good, where TCP's window holds the sender back. It is also the
-	// fixed receive buffer of the pair's sockets, which caps the window
-	// the senders are granted. Zero means DefaultMaxQueued.
+	// fixed receive buffer of the pair's sockets (at most 8 MiB), which
+	// caps the window the senders are granted. Zero means
+	// DefaultMaxQueued.
 	MaxQueued int
 	// SelfTestTimeout bounds New's self-test. Zero means
 	// DefaultSelfTestTimeout; negative skips the self-test.

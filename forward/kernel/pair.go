@@ -143,6 +143,9 @@ func (p *pair) conns() (c, u *net.TCPConn, err error) {
 	return c, u, nil
 }
 
+// maxRcvbuf caps the fixed receive buffer of a pair's sockets.
+const maxRcvbuf = 8 << 20
+
 // testHookInserted, if set, runs after both sockets joined "verdict" and
 // before the check for data the program did not take.
 var testHookInserted func(*pair)
@@ -164,9 +167,14 @@ func (k *Kernel) insert(p *pair) (leftover bool, err error) {
 	// reach tcp_rmem's maximum (32 MiB here), which then overruns the
 	// socket and ends in drops and retransmission backoff (seen: seconds
 	// of stall in a two-way transfer into slow readers).
+	// SO_RCVBUFFORCE (CAP_NET_ADMIN, which this path has anyway) so
+	// net.core.rmem_max (often 208 KiB) does not shrink it further.
+	rcvbuf := min(k.opts.MaxQueued, maxRcvbuf)
 	for i := range 2 {
-		if err := unix.SetsockoptInt(p.fd[i], unix.SOL_SOCKET, unix.SO_RCVBUF, k.opts.MaxQueued); err != nil {
-			return false, fmt.Errorf("SO_RCVBUF: %w", err)
+		if err := unix.SetsockoptInt(p.fd[i], unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err != nil {
+			if err := unix.SetsockoptInt(p.fd[i], unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf); err != nil {
+				return false, fmt.Errorf("SO_RCVBUF: %w", err)
+			}
 		}
 	}
 	o := k.obj
