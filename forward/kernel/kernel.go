@@ -2,14 +2,27 @@
 // sockets of a pair go into a SOCKHASH whose stream-verdict program
 // redirects each side's data to the other side's send queue, and user
 // space only watches, in one epoll loop for all pairs, for half-closes,
-// resets and stalls (design.md, Forwarding; forwarding-facts.md has the
-// measurements and the ten traps this package handles).
+// resets, backpressure and stalls (design.md, Forwarding;
+// forwarding-facts.md has the measurements and the ten traps).
 //
-// Pairs the kernel cannot or should not take (a side that already got a
-// FIN, more than EarlyLimit bytes queued at the hand-off, a full map) go
-// to a user-space forward.Forwarder given to New, and so do pairs taken
-// back later (leftover data after insertion, the watchdog). Handle.Path
-// says which path a pair is on.
+// Where a pair's bytes go, and what Handle.Path says:
+//
+//   - "kernel": the program redirects both directions.
+//   - the fallback's path: pairs the kernel cannot or should not take are
+//     started on the forward.Forwarder given to New, before any socket
+//     joins a map (a side that already got a FIN, more than EarlyLimit
+//     bytes queued at the hand-off, MaxPairs reached, an insert refused).
+//   - "user": a pair the kernel took and then moved to user space for good
+//     (a receiver MaxQueued behind, data the program did not take after
+//     the insert, the watchdog). Its sockets cannot leave the maps without
+//     risking loss (see objects), so this package's own loop copies it,
+//     reading the sockets' held data with recv.
+//
+// Measured on this kernel beyond forwarding-facts.md: removing a socket
+// from the verdict map while data arrives can drop an skb; a redirected
+// skb is charged to no socket, so backpressure needs user space's help;
+// and a held skb can wait, uncharged, on a psock backlog behind bytes for
+// the other direction.
 package kernel
 
 import (
