@@ -76,7 +76,8 @@ type objects struct {
 //
 //	len == 0                 → SK_DROP  (a bare FIN: trap 1)
 //	k = ctl[c]               → SK_PASS if none
-//	k.mode == hold: passed[c] += len → SK_PASS (the socket's own queue)
+//	k.mode == hold: passed[c] += len; if it crossed k.check: event
+//	    → SK_PASS (the socket's own queue)
 //	sk_redirect_hash(skb, egress, k.peer) fails → as hold
 //	bytes[c] += len; if it crossed k.check: ringbuf_output(events, c)
 //	→ SK_PASS with the redirect set: to the peer's egress
@@ -90,7 +91,10 @@ type objects struct {
 // stays open, so a receiver that stops reading would let its sender fill
 // kernel memory without bound. User space sets check where the bytes owed
 // to the peer's send queue could reach Options.MaxQueued; the event makes
-// it look, and move the pair to user space if so.
+// it look, and move the pair to user space if so. In hold mode the same
+// check watches the held bytes: held skbs can also wait uncharged, on a
+// psock backlog behind bytes for the other direction, and then nothing
+// closes the sender's window either (see holdLimit).
 func program() asm.Instructions {
 	return asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
@@ -116,7 +120,8 @@ func program() asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 		asm.StoreXAdd(asm.R0, asm.R7, asm.DWord),
-		asm.Ja.Label("pass"),
+		asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord), // held after
+		asm.Ja.Label("check"),
 
 		asm.LoadMem(asm.R1, asm.R9, 0, asm.DWord).WithSymbol("redirect"), // peer
 		asm.StoreMem(asm.RFP, -16, asm.R1, asm.DWord),
@@ -136,9 +141,12 @@ func program() asm.Instructions {
 		asm.StoreXAdd(asm.R0, asm.R7, asm.DWord),
 		// Only this socket's verdicts (serialised by its lock) write
 		// its counter, so reading it back after the add is exact.
-		asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord),  // counter after
-		asm.LoadMem(asm.R1, asm.R9, 16, asm.DWord), // check
-		asm.JLT.Reg(asm.R8, asm.R1, "pass"),        // not reached yet
+		asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord), // counter after
+
+		// Tell user space when the counter (redirected, or held in
+		// hold mode) crosses ctl.check.
+		asm.LoadMem(asm.R1, asm.R9, 16, asm.DWord).WithSymbol("check"),
+		asm.JLT.Reg(asm.R8, asm.R1, "pass"), // not reached yet
 		asm.Mov.Reg(asm.R2, asm.R8),
 		asm.Sub.Reg(asm.R2, asm.R7),         // counter before
 		asm.JGE.Reg(asm.R2, asm.R1, "pass"), // crossed earlier

@@ -15,6 +15,10 @@ var (
 	// cannot be taken back, so both sides are reset rather than handed a
 	// stream with a hole in it.
 	ErrStalled = errors.New("kernel forwarding stalled")
+	// ErrOverrun ends a pair moved to user space whose source kept
+	// sending although its data was held (see holdLimit): the kernel did
+	// not close the sender's window, and the only bound left is a reset.
+	ErrOverrun = errors.New("kernel forwarding could not hold the sender back")
 	// ErrClosed is returned by Start after Close.
 	ErrClosed = errors.New("kernel forwarder closed")
 )

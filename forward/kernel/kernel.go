@@ -46,6 +46,7 @@ const (
 	DefaultStallTimeout    = 10 * time.Second
 	DefaultDrainTimeout    = 5 * time.Second
 	DefaultMaxQueued       = 4 << 20
+	DefaultMaxHeld         = 64 << 20
 	DefaultSelfTestTimeout = 5 * time.Second
 )
 
@@ -80,6 +81,15 @@ type Options struct {
 	// caps the window the senders are granted. Zero means
 	// DefaultMaxQueued.
 	MaxQueued int
+	// MaxHeld bounds, per direction of a pair moved to user space, the
+	// held bytes waiting unread in the source socket; above it the pair
+	// is reset with ErrOverrun. Held bytes normally close the sender's
+	// window long before, but not while the same socket's psock still
+	// has bytes to send for the other direction (both receivers slow, or
+	// a client that sends and never reads): then held skbs wait on that
+	// backlog charged to no socket and nothing else bounds them. Zero
+	// means DefaultMaxHeld.
+	MaxHeld int
 	// SelfTestTimeout bounds New's self-test. Zero means
 	// DefaultSelfTestTimeout; negative skips the self-test.
 	SelfTestTimeout time.Duration
@@ -100,6 +110,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxQueued <= 0 {
 		o.MaxQueued = DefaultMaxQueued
+	}
+	if o.MaxHeld <= 0 {
+		o.MaxHeld = DefaultMaxHeld
 	}
 	if o.SelfTestTimeout == 0 {
 		o.SelfTestTimeout = DefaultSelfTestTimeout
@@ -123,6 +136,8 @@ type Stats struct {
 	// Backpressure counts pairs moved to user space because MaxQueued
 	// bytes were owed to a receiver that did not keep up (trap 8).
 	Backpressure uint64
+	// Overrun counts pairs reset with ErrOverrun.
+	Overrun uint64
 	// Watchdog counts the watchdog's interventions: stalled pairs it
 	// moved back to user space or closed.
 	Watchdog uint64
@@ -161,7 +176,7 @@ type Kernel struct {
 
 	wg sync.WaitGroup // one per pair until its done has returned
 
-	nKernel, nFallback, nTakenBack, nBackpressure, nWatchdog, nStalled atomic.Uint64
+	nKernel, nFallback, nTakenBack, nBackpressure, nOverrun, nWatchdog, nStalled atomic.Uint64
 }
 
 var _ forward.Forwarder = (*Kernel)(nil)
@@ -217,6 +232,7 @@ func (k *Kernel) Stats() Stats {
 		Fallback:     k.nFallback.Load(),
 		TakenBack:    k.nTakenBack.Load(),
 		Backpressure: k.nBackpressure.Load(),
+		Overrun:      k.nOverrun.Load(),
 		Watchdog:     k.nWatchdog.Load(),
 		Stalled:      k.nStalled.Load(),
 	}

@@ -566,8 +566,25 @@ func (k *Kernel) readRing(now time.Time) {
 		if p.cookie[upstream] == c {
 			s = upstream
 		}
-		k.checkQueued(p, s, now)
+		if p.mode[s] == dirKernel {
+			k.checkQueued(p, s, now)
+		} else {
+			k.checkHeld(p, s)
+		}
 	}
+}
+
+// checkHeld resets the pair if more than holdLimit held bytes wait unread
+// in direction s's source, and otherwise re-arms the check.
+func (k *Kernel) checkHeld(p *pair, s int) {
+	held := k.obj.held(p.cookie[s])
+	unread := held - min(held, p.read[s])
+	if unread > k.holdLimit() {
+		k.nOverrun.Add(1)
+		k.end(p, fmt.Errorf("%w: %d bytes held unread from the %s", ErrOverrun, unread, sideName[s]), endAbort)
+		return
+	}
+	k.arm(p, s, held+k.holdLimit()-unread)
 }
 
 // checkQueued pauses direction s if MaxQueued bytes are owed to the
@@ -817,7 +834,14 @@ func (k *Kernel) inspect(p *pair, now time.Time) {
 		}
 	}
 	p.settled = quiet
+	// A lost ring event must not leave a held queue unwatched.
+	for s := range 2 {
+		if p.state == running && p.mode[s] != dirKernel {
+			k.checkHeld(p, s)
+		}
+	}
 	switch {
+	case p.state != running:
 	case stalled:
 		// Redirected bytes that never reach the send queue cannot be
 		// recovered; a stream with a hole is worse than a reset.

@@ -247,17 +247,14 @@ func (k *Kernel) forget(p *pair) {
 	}
 }
 
-// setMode writes direction s's ctl.Mode.
-func (k *Kernel) setMode(p *pair, s int, mode uint64) error {
-	p.ctl[s].Mode = mode
-	return k.obj.ctl.Update(p.cookie[s], p.ctl[s], ebpf.UpdateExist)
-}
-
-// hold stops the program redirecting direction s. Setting SO_RCVLOWAT
-// takes the socket's lock, so a verdict that read the old mode has
-// finished when it returns: the counter is then final for now.
+// hold stops the program redirecting direction s, and arms its check on
+// the held bytes (see holdLimit). Setting SO_RCVLOWAT takes the socket's
+// lock, so a verdict that read the old mode has finished when it returns:
+// the counter is then final.
 func (k *Kernel) hold(p *pair, s int) error {
-	if err := k.setMode(p, s, modeHold); err != nil {
+	p.ctl[s].Mode = modeHold
+	p.ctl[s].Check = k.obj.held(p.cookie[s]) + k.holdLimit()
+	if err := k.obj.ctl.Update(p.cookie[s], p.ctl[s], ebpf.UpdateExist); err != nil {
 		return fmt.Errorf("hold %s: %w", sideName[s], err)
 	}
 	if err := unix.SetsockoptInt(p.fd[s], unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1); err != nil {
@@ -265,6 +262,12 @@ func (k *Kernel) hold(p *pair, s int) error {
 	}
 	return nil
 }
+
+// holdLimit is Options.MaxHeld. Seen without it: five two-way 256 MiB
+// transfers into slow readers, after moving to user space, held 200+ MiB
+// per socket until TCP's memory pressure shrank the send buffers to
+// 4.6 KiB and every pair crawled.
+func (k *Kernel) holdLimit() uint64 { return uint64(k.opts.MaxHeld) }
 
 // arm asks the program for an event once direction s's counter reaches
 // at.

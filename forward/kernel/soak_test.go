@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -12,8 +13,9 @@ import (
 //
 //	DISTGATE_KERNEL_SOAK=30m go test -run Soak -timeout 40m -v ./forward/kernel/
 //
-// It forwards pairs one after another, each 1 GiB both ways at once with
-// sha256 checks (five pairs at a time), until the duration is up, and
+// It forwards pairs one after another, each 1 GiB (or
+// DISTGATE_KERNEL_SOAK_MIB) both ways at once with sha256 checks (five
+// pairs at a time), until the duration is up, and
 // fails on any byte lost, any pair not ending cleanly, or any watchdog
 // intervention; it logs the Stats at the end.
 func TestSoak(t *testing.T) {
@@ -25,7 +27,14 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DISTGATE_KERNEL_SOAK=%q: %v", v, err)
 	}
-	const size = 1 << 30
+	size := int64(1 << 30)
+	if v := os.Getenv("DISTGATE_KERNEL_SOAK_MIB"); v != "" {
+		mib, err := strconv.Atoi(v)
+		if err != nil || mib <= 0 {
+			t.Fatalf("DISTGATE_KERNEL_SOAK_MIB=%q: want a positive number", v)
+		}
+		size = int64(mib) << 20
+	}
 	const parallel = 5
 	k, _ := newKernel(t, Options{})
 	end := time.Now().Add(dur)
@@ -61,7 +70,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	s := k.Stats()
-	t.Logf("%d rounds of %d pairs, 1 GiB each way: %+v", rounds, parallel, s)
+	t.Logf("%d rounds of %d pairs, %d MiB each way: %+v", rounds, parallel, size>>20, s)
 	if s.Watchdog != 0 || s.Stalled != 0 {
 		t.Errorf("watchdog interventions during the soak: %+v", s)
 	}
