@@ -20,10 +20,14 @@ import (
 // intervention; it logs the Stats at the end.
 //
 // On the 6.18 kernel this package was written on, two-way bulk into
-// readers that fall behind does not pass: the pairs move to user space
-// (Backpressure) and then end with ErrOverrun (five pairs of 256 MiB both
-// ways, 18 s); the same five pairs one way pass (moved to user space,
-// 16 s).
+// readers that fall behind does not pass with the default options: the
+// pairs move to user space (Backpressure); while the kernel still owes
+// bytes both ways, held skbs wait on psock backlogs charged to no socket
+// and the senders' windows stay open, so the pairs end with ErrOverrun
+// (five pairs of 256 MiB both ways, 18 s). The same five pairs one way
+// pass (moved to user space, 16 s); two ways with MaxQueued at 1 GiB, so
+// that they never leave the kernel, they pass in 24 s, with nothing but
+// the readers' pace bounding what the kernel holds for them.
 func TestSoak(t *testing.T) {
 	v := os.Getenv("DISTGATE_KERNEL_SOAK")
 	if v == "" {
