@@ -28,7 +28,7 @@ func TestSelfTestPasses(t *testing.T) {
 	t.Logf("self-test took %v", time.Since(start))
 	// The bulk pair may have moved to user space by backpressure on a
 	// loaded machine; nothing else may have moved.
-	if s := k.Stats(); s.Kernel != 2 || s.Fallback != 0 || s.TakenBack != s.Backpressure || s.Active != 0 {
+	if s := k.Stats(); s.Kernel != 2 || s.Fallback != 0 || s.TakenBack != 0 || s.Active != 0 {
 		t.Errorf("stats after the self-test: %+v", s)
 	}
 }
@@ -364,8 +364,8 @@ func TestBackpressure(t *testing.T) {
 	if plateau > bound {
 		t.Fatalf("client wrote %d bytes into a stopped reader, bound %d", plateau, bound)
 	}
-	if s := k.Stats(); s.Backpressure != 1 || s.TakenBack != 1 {
-		t.Errorf("stats %+v, want the pair moved to user space by backpressure", s)
+	if s := k.Stats(); s.Backpressure != 1 || s.TakenBack != 0 {
+		t.Errorf("stats %+v, want the direction moved to user space by backpressure", s)
 	}
 	// Now a slow reader: 1 MiB, then a pause, to the end.
 	got := &slowReader{r: w.node, chunk: 1 << 20, pause: 5 * time.Millisecond}

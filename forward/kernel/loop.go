@@ -603,15 +603,17 @@ func (k *Kernel) checkQueued(p *pair, s int, now time.Time) {
 		k.arm(p, s, c+limit-owed)
 		return
 	}
-	// The receiver does not keep up: the pair goes to user space for
-	// good, where held bytes are charged to the source socket and TCP's
-	// window holds the sender back. (Going back to the kernel later was
-	// tried: holding while the same socket's psock still has bytes to
-	// send for the other direction puts held skbs on that backlog,
-	// uncharged, and two slow readers then ended in drops and seconds of
-	// retransmission backoff.)
+	// The receiver does not keep up: this direction goes to user space
+	// for good, where held bytes are charged to the source socket and
+	// TCP's window holds the sender back. Only this direction: holding
+	// both at once put each socket's held skbs on a psock backlog
+	// behind bytes for the other direction, uncharged and waiting for
+	// receive memory, and each direction's move then waited for the
+	// other's (pairs stuck for minutes in two-way transfers). Going back
+	// to the kernel later was tried too, and ended the same way.
 	k.nBackpressure.Add(1)
-	k.takeBack(p, whyBackpressure, now)
+	p.h.setPath("user", whyBackpressure)
+	k.toHeld(p, s, now)
 }
 
 // stopWait ends a stopping pair once the redirected bytes are in the send

@@ -46,7 +46,15 @@ func TestSoak(t *testing.T) {
 		size = int64(mib) << 20
 	}
 	const parallel = 5
-	k, _ := newKernel(t, Options{})
+	var opts Options
+	if v := os.Getenv("DISTGATE_KERNEL_SOAK_MAXQUEUED_MIB"); v != "" {
+		mib, err := strconv.Atoi(v)
+		if err != nil || mib <= 0 {
+			t.Fatalf("DISTGATE_KERNEL_SOAK_MAXQUEUED_MIB=%q: want a positive number", v)
+		}
+		opts.MaxQueued = mib << 20
+	}
+	k, _ := newKernel(t, opts)
 	end := time.Now().Add(dur)
 	rounds := 0
 	for time.Now().Before(end) {
