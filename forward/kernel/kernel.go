@@ -130,12 +130,11 @@ type Stats struct {
 	// already received, early data over EarlyLimit, MaxPairs reached, a
 	// refused insert).
 	Fallback uint64
-	// TakenBack counts pairs moved to user space, both directions, after
-	// insertion (data the program did not take, the watchdog).
+	// TakenBack counts pairs moved back to user space after insertion
+	// (data left unredirected after insertion, the watchdog).
 	TakenBack uint64
-	// Backpressure counts directions moved to user space because
-	// MaxQueued bytes were owed to a receiver that did not keep up
-	// (trap 8).
+	// Backpressure counts pairs moved to user space because MaxQueued
+	// bytes were owed to a receiver that did not keep up (trap 8).
 	Backpressure uint64
 	// Overrun counts pairs reset with ErrOverrun.
 	Overrun uint64

@@ -603,17 +603,15 @@ func (k *Kernel) checkQueued(p *pair, s int, now time.Time) {
 		k.arm(p, s, c+limit-owed)
 		return
 	}
-	// The receiver does not keep up: this direction goes to user space
-	// for good, where held bytes are charged to the source socket and
-	// TCP's window holds the sender back. Only this direction: holding
-	// both at once put each socket's held skbs on a psock backlog
-	// behind bytes for the other direction, uncharged and waiting for
-	// receive memory, and each direction's move then waited for the
-	// other's (pairs stuck for minutes in two-way transfers). Going back
-	// to the kernel later was tried too, and ended the same way.
+	// The receiver does not keep up: the pair goes to user space for
+	// good, where held bytes are charged to the source socket and TCP's
+	// window holds the sender back. (Going back to the kernel later was
+	// tried: holding while the same socket's psock still has bytes to
+	// send for the other direction puts held skbs on that backlog,
+	// uncharged, and two slow readers then ended in drops and seconds of
+	// retransmission backoff.)
 	k.nBackpressure.Add(1)
-	p.h.setPath("user", whyBackpressure)
-	k.toHeld(p, s, now)
+	k.takeBack(p, whyBackpressure, now)
 }
 
 // stopWait ends a stopping pair once the redirected bytes are in the send
@@ -779,6 +777,11 @@ func (k *Kernel) inspect(p *pair, now time.Time) {
 	}
 	quiet := true
 	var stalled, leftover bool
+	// Both directions held, each waiting for bytes the kernel owes the
+	// other way: seen to wait forever in two-way transfers (held skbs
+	// blocking each psock backlog for the other's bytes). No progress
+	// for StallTimeout there is a stall even with full send queues.
+	bothHeld := p.mode[client] == dirHeld && p.mode[upstream] == dirHeld
 	for s := range 2 {
 		d := 1 - s
 		if p.mode[s] == dirUser {
@@ -819,7 +822,7 @@ func (k *Kernel) inspect(p *pair, now time.Time) {
 		if data || owed > 0 || p.mode[s] == dirHeld {
 			quiet = false
 		}
-		if !data && !(owed > 0 && emptyQ) {
+		if !data && !(owed > 0 && (emptyQ || bothHeld)) {
 			p.stuckSince[s] = time.Time{}
 			continue
 		}
@@ -828,7 +831,7 @@ func (k *Kernel) inspect(p *pair, now time.Time) {
 			continue
 		}
 		if now.Sub(p.stuckSince[s]) >= k.opts.StallTimeout {
-			if owed > 0 && emptyQ {
+			if owed > 0 && (emptyQ || bothHeld) {
 				stalled = true
 			} else {
 				leftover = true
