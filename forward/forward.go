@@ -8,7 +8,25 @@
 // run.
 package forward
 
-import "net"
+import (
+	"net"
+	"time"
+)
+
+// StopDrain bounds how long a stopped pair waits for its peers to
+// acknowledge what was already written to them (Handle.Stop). On loopback
+// a reading peer acknowledges within a millisecond; the bound is for a
+// peer that reads nothing, and keeps SIGTERM's drain within a second of
+// drain_timeout.
+const StopDrain = time.Second
+
+// A stopped pair's send queues are looked at after drainFirst, then at
+// doubling intervals up to drainMax, until they are empty or StopDrain has
+// passed.
+const (
+	drainFirst = time.Millisecond
+	drainMax   = 20 * time.Millisecond
+)
 
 // Pair is one admitted connection handed to a Forwarder. The Forwarder owns
 // both connections from Start on (also when Start fails after taking them,
@@ -37,9 +55,15 @@ type Result struct {
 
 // Handle is a running Pair.
 type Handle interface {
-	// Stop closes both sides now; bytes already handed to a socket's send
-	// queue are not taken back. done is still called, once. Stop may be
-	// called from any goroutine, more than once.
+	// Stop ends the pair: nothing more is read or written, and what was
+	// already written to a socket (and counted in Result) still reaches
+	// its peer. Each socket's sending side is shut down after those bytes
+	// (the peer reads them, then EOF) and the sockets are closed once the
+	// peers have acknowledged them, or after StopDrain for a peer that
+	// does not read. A plain close would not do: a socket closed with
+	// unread data in its receive queue sends a reset at once and throws
+	// its send queue away. done is called after the close, once. Stop may
+	// be called from any goroutine, more than once.
 	Stop()
 	// Progress returns the bytes moved so far (In, Out as in Result).
 	Progress() (in, out int64)

@@ -1,10 +1,13 @@
 package forward
 
 import (
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // progressStep is how many bytes a copy moves between two updates of its
@@ -66,41 +69,55 @@ type goHandle struct {
 	stopped atomic.Bool
 }
 
+// Stop ends both copies where they are with a deadline in the past; run
+// then closes the conns the way Handle.Stop says (closeDrained). A copy
+// cut in the middle of a splice counts only what reached its
+// destination.
 func (h *goHandle) Stop() {
-	h.stopped.Store(true)
-	_ = h.p.Client.Close()
-	_ = h.p.Upstream.Close()
+	if h.stopped.CompareAndSwap(false, true) {
+		now := time.Now()
+		_ = h.p.Client.SetDeadline(now)
+		_ = h.p.Upstream.SetDeadline(now)
+	}
 }
 
 func (h *goHandle) Progress() (int64, int64) { return h.in.Load(), h.out.Load() }
 
 func (h *goHandle) run() Result {
 	errc := make(chan error, 1)
-	go func() { errc <- copyHalf(h.p.Upstream, h.p.Client, h.p.ToUpstream, &h.in) }()
-	err := copyHalf(h.p.Client, h.p.Upstream, h.p.ToClient, &h.out)
+	go func() { errc <- copyHalf(h.p.Upstream, h.p.Client, h.p.ToUpstream, &h.in, &h.stopped) }()
+	err := copyHalf(h.p.Client, h.p.Upstream, h.p.ToClient, &h.out, &h.stopped)
 	if err2 := <-errc; err == nil {
 		err = err2
 	}
-	_ = h.p.Client.Close()
-	_ = h.p.Upstream.Close()
 	if h.stopped.Load() {
-		err = nil // the copies failed because Stop closed the conns
+		err = nil // the copies failed because Stop cut them
+		closeDrained(h.p.Client, h.p.Upstream)
+	} else {
+		_ = h.p.Client.Close()
+		_ = h.p.Upstream.Close()
 	}
 	return Result{In: h.in.Load(), Out: h.out.Load(), Err: err}
 }
 
 // copyHalf writes early, then copies src to dst. On EOF it half-closes dst so
 // the peer sees the FIN and the other direction carries on; on an error it
-// closes both so the other direction ends too. It is a named function so
-// goroutine dumps say what it is.
-func copyHalf(dst, src *net.TCPConn, early []byte, n *atomic.Int64) error {
+// closes both so the other direction ends too, unless the pair was stopped
+// (then the error is Stop's deadline, and run closes them). It is a named
+// function so goroutine dumps say what it is.
+func copyHalf(dst, src *net.TCPConn, early []byte, n *atomic.Int64, stopped *atomic.Bool) error {
+	fail := func(err error) error {
+		if !stopped.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
+			_ = dst.Close()
+			_ = src.Close()
+		}
+		return err
+	}
 	if len(early) > 0 {
 		w, err := dst.Write(early)
 		n.Add(int64(w))
 		if err != nil {
-			_ = dst.Close()
-			_ = src.Close()
-			return err
+			return fail(err)
 		}
 	}
 	var err error
@@ -116,7 +133,28 @@ func copyHalf(dst, src *net.TCPConn, early []byte, n *atomic.Int64) error {
 			return nil
 		}
 	}
-	_ = dst.Close()
-	_ = src.Close()
-	return err
+	return fail(err)
+}
+
+// closeDrained closes stopped conns without losing what was written to
+// them (Handle.Stop): it shuts down their sending sides, waits until the
+// peers have acknowledged everything (at most StopDrain), then closes.
+func closeDrained(cs ...*net.TCPConn) {
+	for _, c := range cs {
+		_ = c.CloseWrite()
+	}
+	deadline := time.Now().Add(StopDrain)
+	for step := drainFirst; time.Now().Before(deadline); step = min(2*step, drainMax) {
+		all := true
+		for _, c := range cs {
+			all = all && sendQueueEmpty(c)
+		}
+		if all {
+			break
+		}
+		time.Sleep(step) // polling the send queues: nothing to wait on
+	}
+	for _, c := range cs {
+		_ = c.Close()
+	}
 }

@@ -233,7 +233,12 @@ type pair struct {
 	done     func(Result)
 	slot     int32
 	gen      int32
-	live     bool
+	live     bool // forwarding: neither finished nor stopped
+	// A stopped pair waits, off epoll, for its peers to acknowledge what
+	// was written to them (Handle.Stop): until drainBy at most, next
+	// looked at at drainAt.
+	drainBy, drainAt time.Time
+	drainStep        time.Duration
 }
 
 // half is one direction of a pair.
@@ -301,13 +306,15 @@ type loop struct {
 	closing bool // cmdClose sent: no more cmds accepted
 
 	// The rest belongs to the loop goroutine.
-	pairs  []*pair // by slot, nil when free
-	slots  []int32 // free slots
-	gen    int32
-	ready  []ready
-	free   [][]byte
-	events []unix.EpollEvent
-	quit   bool
+	pairs      []*pair // by slot, nil when free
+	slots      []int32 // free slots
+	gen        int32
+	ready      []ready
+	draining   []*pair // stopped, waiting for their send queues
+	free       [][]byte
+	events     []unix.EpollEvent
+	closeAsked bool // cmdClose seen: quit once no pair is draining
+	quit       bool
 
 	// allocs counts the buffers the loop has made, for tests.
 	allocs atomic.Int64
@@ -362,14 +369,17 @@ func (l *loop) run() {
 			runtime.Gosched()
 			yielded = time.Now()
 		}
-		timeout := -1
-		if len(l.ready) > 0 {
+		timeout, trim := -1, false
+		switch {
+		case len(l.ready) > 0:
 			timeout = 0
-		} else if len(l.free) > 1 {
-			timeout = int(trimAfter / time.Millisecond)
+		case len(l.draining) > 0:
+			timeout = l.drainWait()
+		case len(l.free) > 1:
+			timeout, trim = int(trimAfter/time.Millisecond), true
 		}
 		n, err := unix.EpollWait(l.epfd, l.events, timeout)
-		if n == 0 && err == nil && timeout > 0 {
+		if n == 0 && err == nil && trim {
 			clear(l.free[1:])
 			l.free = l.free[:1]
 		}
@@ -404,6 +414,12 @@ func (l *loop) run() {
 				l.ready = rs[:0]
 			}
 		}
+		if len(l.draining) > 0 {
+			l.drains(time.Now())
+		}
+		if l.closeAsked && len(l.draining) == 0 {
+			l.quit = true
+		}
 	}
 	closeFD(l.epfd)
 	closeFD(l.evfd)
@@ -424,15 +440,15 @@ func (l *loop) commands() {
 			l.add(c.p)
 		case cmdStop:
 			if c.p.live {
-				l.finish(c.p, nil, false)
+				l.stop(c.p)
 			}
 		case cmdClose:
 			for _, p := range l.pairs {
-				if p != nil {
-					l.finish(p, nil, false)
+				if p != nil && p.live {
+					l.stop(p)
 				}
 			}
-			l.quit = true
+			l.closeAsked = true
 		}
 	}
 }
@@ -477,6 +493,9 @@ func (l *loop) add(p *pair) {
 // are left to the read or write that meets them, as a blocking copy would
 // meet them.
 func (l *loop) event(p *pair, side int, ev uint32) {
+	if !p.live {
+		return // stopped earlier in the same batch of events
+	}
 	w, r := &p.h[1-side], &p.h[side]
 	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && w.pending() {
 		l.pump(p, 1-side)
@@ -573,6 +592,63 @@ func (l *loop) pump(p *pair, i int) {
 			h.buf, h.off, h.pooled = buf[:n], 0, true
 		}
 	}
+}
+
+// stop ends p's forwarding (Handle.Stop): it takes the sockets off epoll,
+// drops what was read and not written (never counted), and shuts both
+// sockets down for writing, so each peer reads what was written to it and
+// then EOF. The sockets are closed by drains once the peers have
+// acknowledged it all: closed now, a socket with unread data in its
+// receive queue would send a reset and throw its send queue away
+// (measured before this: 1 to 4 MiB lost per direction in TestStop).
+func (l *loop) stop(p *pair) {
+	p.live = false
+	for i, fd := range p.fd {
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		// Fails only on a socket already reset or shut: nothing is owed.
+		_ = unix.Shutdown(fd, unix.SHUT_WR)
+		l.release(&p.h[i])
+		p.h[i].buf = nil
+	}
+	now := time.Now()
+	p.drainBy, p.drainStep, p.drainAt = now.Add(StopDrain), drainFirst, now.Add(drainFirst)
+	l.draining = append(l.draining, p)
+}
+
+// drainWait is the epoll timeout, in milliseconds, until the next look at
+// a draining pair.
+func (l *loop) drainWait() int {
+	next := l.draining[0].drainAt
+	for _, p := range l.draining[1:] {
+		if p.drainAt.Before(next) {
+			next = p.drainAt
+		}
+	}
+	d := time.Until(next)
+	if d <= 0 {
+		return 0
+	}
+	return max(1, int((d+time.Millisecond-1)/time.Millisecond))
+}
+
+// drains closes the stopped pairs whose send queues are empty, and those
+// whose StopDrain has passed.
+func (l *loop) drains(now time.Time) {
+	kept := l.draining[:0]
+	for _, p := range l.draining {
+		switch {
+		case now.Before(p.drainAt):
+			kept = append(kept, p)
+		case (sent(p.fd[0]) && sent(p.fd[1])) || !now.Before(p.drainBy):
+			l.finish(p, nil, false)
+		default:
+			p.drainStep = min(2*p.drainStep, drainMax)
+			p.drainAt = now.Add(p.drainStep)
+			kept = append(kept, p)
+		}
+	}
+	clear(l.draining[len(kept):])
+	l.draining = kept
 }
 
 // finish closes p's sockets, resetting both if rst, and reports the result.
