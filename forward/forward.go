@@ -14,11 +14,13 @@ import (
 )
 
 // StopDrain bounds how long a stopped pair waits for its peers to
-// acknowledge what was already written to them (Handle.Stop). On loopback
-// a reading peer acknowledges within a millisecond; the bound is for a
-// peer that reads nothing, and keeps SIGTERM's drain within a second of
-// drain_timeout.
-const StopDrain = time.Second
+// acknowledge what was already written to them (Handle.Stop); a peer that
+// reads nothing for that long loses them. A reading peer on loopback
+// acknowledges within milliseconds; with both sides sending 1 GiB at
+// once on two loaded cores, the kernel path took up to 0.86 s (60 runs of
+// kernel.TestStopMidTransferBothWays). It adds at most this much to
+// SIGTERM's drain_timeout.
+const StopDrain = 5 * time.Second
 
 // A stopped pair's send queues are looked at after drainFirst, then at
 // doubling intervals up to drainMax, until they are empty or StopDrain has

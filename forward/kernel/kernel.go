@@ -44,7 +44,7 @@ const (
 	DefaultMaxPairs        = 4096
 	DefaultEarlyLimit      = 64 << 10
 	DefaultStallTimeout    = 10 * time.Second
-	DefaultDrainTimeout    = 5 * time.Second
+	DefaultDrainTimeout    = forward.StopDrain
 	DefaultMaxQueued       = 4 << 20
 	DefaultMaxHeld         = 64 << 20
 	DefaultSelfTestTimeout = 5 * time.Second
@@ -65,10 +65,11 @@ type Options struct {
 	// progress before the watchdog moves it back to user space or closes
 	// it (trap 9). Zero means DefaultStallTimeout.
 	StallTimeout time.Duration
-	// DrainTimeout bounds how long Stop and a move back to user space
-	// wait for bytes already redirected to reach the peer's send queue
-	// (trap 4); a receiver that reads nothing for that long loses them on
-	// Stop. Zero means DefaultDrainTimeout.
+	// DrainTimeout bounds how long Stop waits for bytes already
+	// redirected to reach the peer's send queue (trap 4) and for the
+	// peers to acknowledge them; a receiver that reads nothing for that
+	// long loses them. Zero means DefaultDrainTimeout, forward.StopDrain
+	// as on the user path.
 	DrainTimeout time.Duration
 	// MaxQueued bounds, per direction, the bytes the program has
 	// redirected that have not reached the peer's send queue yet. They
@@ -445,7 +446,8 @@ func (h *Handle) Path() string {
 }
 
 // Stop implements forward.Handle. Bytes the program already redirected
-// are given up to DrainTimeout to reach the peer's send queue first.
+// are given up to DrainTimeout to reach the peer's send queue and be
+// acknowledged (see stopWait).
 func (h *Handle) Stop() {
 	h.mu.Lock()
 	if h.ended || h.stop {

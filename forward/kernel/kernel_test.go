@@ -299,6 +299,60 @@ func TestStopMidTransfer(t *testing.T) {
 	t.Logf("stopped after %d bytes", r.In)
 }
 
+// Trap 4, both ways: Stop while both sides send and read bulk. Each end
+// receives exactly what Result counts as forwarded to it, a prefix of what
+// the other end sent, however the pair's bytes were moving when Stop came
+// (in the kernel, or moved to user space by backpressure).
+func TestStopMidTransferBothWays(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{{"default", Options{}}, {"small MaxQueued", Options{MaxQueued: 256 << 10}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, _ := newKernel(t, tc.opts)
+			w := newWorld(t)
+			h := w.start(t, k, nil, nil)
+			const total = 1 << 30 // more than will pass before Stop
+			for i, c := range []*net.TCPConn{w.client, w.node} {
+				go func() { _ = send(c, pattern(uint64(40+i), total), false) }()
+			}
+			type got struct {
+				b   []byte
+				err error
+			}
+			gots := [2]chan got{make(chan got, 1), make(chan got, 1)}
+			for i, c := range []*net.TCPConn{w.node, w.client} {
+				go func() {
+					_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+					b, err := io.ReadAll(c)
+					gots[i] <- got{b, err}
+				}()
+			}
+			waitFor(t, "8 MiB forwarded each way", func() bool {
+				in, out := h.Progress()
+				return in >= 8<<20 && out >= 8<<20
+			})
+			h.Stop()
+			r := w.result(t)
+			if r.Err != nil {
+				t.Errorf("stop result error %v", r.Err)
+			}
+			for i, want := range []int64{r.In, r.Out} {
+				g := <-gots[i]
+				if g.err != nil && !errors.Is(g.err, syscall.ECONNRESET) {
+					t.Errorf("%s read ended with %v", []string{"node", "client"}[i], g.err)
+				}
+				if int64(len(g.b)) != want {
+					t.Errorf("%s received %d bytes, Result counts %d", []string{"node", "client"}[i], len(g.b), want)
+				} else if !bytes.Equal(g.b, patternBytes(uint64(40+i), want)) {
+					t.Errorf("%s received bytes that are not a prefix of the stream", []string{"node", "client"}[i])
+				}
+			}
+			t.Logf("stopped after %d and %d bytes, path %s, stats %+v", r.In, r.Out, pathOf(h), k.Stats())
+		})
+	}
+}
+
 // Trap 8: a stopped receiver holds the sender back, a slow one gets
 // everything. On this kernel the program's redirect alone does not: a
 // redirected skb is charged to neither socket, so without the pause

@@ -62,6 +62,9 @@ type pair struct {
 	state pstate
 	eof   [2]bool // the side's peer half-closed (its read side is at EOF)
 	shut  [2]bool // the side's write side was shut down here
+	// stopShut: a stopping pair's redirected bytes are all in the send
+	// queues and both sending sides are shut down (stopWait).
+	stopShut bool
 
 	// Per direction (index = source side).
 	mode    [2]dmode

@@ -190,6 +190,16 @@ func discard(fd int) {
 	}
 }
 
+// acked reports whether every byte written to fd, whose sending side was
+// shut down, has been acknowledged by the peer. SIOCOUTQ counts the
+// unacknowledged sequence space, of which the FIN takes one; its own ACK
+// is not waited for (a peer in delayed-ACK mode holds it up to 40 ms). An
+// error means there is nothing left to wait for (the socket was reset).
+func acked(fd int) bool {
+	q, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	return err != nil || q <= 1
+}
+
 // setLingerZero makes the next close send a reset: how a reset from one
 // side is passed on to the other (trap 7).
 func setLingerZero(fd int) {
