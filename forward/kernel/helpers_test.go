@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,4 +223,26 @@ func pairOf(h forward.Handle) *pair {
 	kh.mu.Lock()
 	defer kh.mu.Unlock()
 	return kh.p
+}
+
+// events records what Options.Events hears.
+type events struct {
+	mu sync.Mutex
+	ev []Event
+}
+
+func (e *events) add(ev Event) {
+	e.mu.Lock()
+	e.ev = append(e.ev, ev)
+	e.mu.Unlock()
+}
+
+func (e *events) kinds() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var k []string
+	for _, ev := range e.ev {
+		k = append(k, ev.Kind)
+	}
+	return k
 }

@@ -94,6 +94,40 @@ type Options struct {
 	// SelfTestTimeout bounds New's self-test. Zero means
 	// DefaultSelfTestTimeout; negative skips the self-test.
 	SelfTestTimeout time.Duration
+	// Events, if set, hears of each intervention as it happens (Event):
+	// what an operator should see in the log and count. It is called on
+	// the loop's goroutine, so it must return at once. Nil: Stats only.
+	Events func(Event)
+}
+
+// Event is an intervention on one pair: the watchdog moving it back to
+// user space or resetting it, or an overrun resetting it.
+type Event struct {
+	// Kind is EventWatchdog, EventStalled or EventOverrun.
+	Kind string
+	// Err says what happened, for the log line.
+	Err error
+}
+
+// The kinds of Event, a fixed set (metric label values).
+const (
+	// EventWatchdog: data sat queued without progress for StallTimeout
+	// with nothing redirected missing; the pair was moved to user space,
+	// nothing lost (Stats.Watchdog).
+	EventWatchdog = "watchdog"
+	// EventStalled: redirected bytes never reached the peer's send queue;
+	// both sides were reset with ErrStalled (Stats.Watchdog and Stalled).
+	EventStalled = "stalled"
+	// EventOverrun: a pair in user space whose sender the kernel did not
+	// hold back; both sides were reset with ErrOverrun (Stats.Overrun).
+	EventOverrun = "overrun"
+)
+
+// event reports an intervention to Options.Events.
+func (k *Kernel) event(kind string, err error) {
+	if k.opts.Events != nil {
+		k.opts.Events(Event{Kind: kind, Err: err})
+	}
 }
 
 func (o Options) withDefaults() Options {

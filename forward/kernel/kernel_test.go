@@ -533,7 +533,8 @@ func TestManyIdlePairs(t *testing.T) {
 // Trap 9: data a running pair leaves queued with no progress is moved to
 // user space by the watchdog, not lost.
 func TestWatchdogTakesBackStuckData(t *testing.T) {
-	k, _ := newKernel(t, Options{StallTimeout: 200 * time.Millisecond})
+	var ev events
+	k, _ := newKernel(t, Options{StallTimeout: 200 * time.Millisecond, Events: ev.add})
 	w := newWorld(t)
 	h := w.start(t, k, nil, nil)
 	p := pairOf(h)
@@ -566,6 +567,9 @@ func TestWatchdogTakesBackStuckData(t *testing.T) {
 	if s := k.Stats(); s.Watchdog != 1 || s.TakenBack != 1 {
 		t.Errorf("stats %+v, want one watchdog intervention, one take-back", s)
 	}
+	if got := ev.kinds(); len(got) != 1 || got[0] != EventWatchdog {
+		t.Errorf("events %v, want one %s", got, EventWatchdog)
+	}
 	if p := pathOf(h); p != "user" {
 		t.Errorf("path %q, want user", p)
 	}
@@ -575,7 +579,8 @@ func TestWatchdogTakesBackStuckData(t *testing.T) {
 // is empty) cannot be recovered; the watchdog resets both sides and says
 // so.
 func TestWatchdogResetsStall(t *testing.T) {
-	k, _ := newKernel(t, Options{StallTimeout: 200 * time.Millisecond})
+	var ev events
+	k, _ := newKernel(t, Options{StallTimeout: 200 * time.Millisecond, Events: ev.add})
 	w := newWorld(t)
 	h := w.start(t, k, nil, nil)
 	p := pairOf(h)
@@ -602,6 +607,9 @@ func TestWatchdogResetsStall(t *testing.T) {
 	}
 	if s := k.Stats(); s.Watchdog != 1 || s.Stalled != 1 {
 		t.Errorf("stats %+v", s)
+	}
+	if got := ev.kinds(); len(got) != 1 || got[0] != EventStalled {
+		t.Errorf("events %v, want one %s", got, EventStalled)
 	}
 }
 
@@ -656,7 +664,8 @@ func TestLeftoverAfterInsertGoesToUserSpace(t *testing.T) {
 // reset; kernel memory never grows with the stream.
 func TestOverrunResets(t *testing.T) {
 	const maxHeld = 8 << 20
-	k, _ := newKernel(t, Options{MaxQueued: 1 << 20, MaxHeld: maxHeld})
+	var ev events
+	k, _ := newKernel(t, Options{MaxQueued: 1 << 20, MaxHeld: maxHeld, Events: ev.add})
 	w := newWorld(t)
 	h := w.start(t, k, nil, nil)
 	var written [2]atomic.Int64
@@ -679,6 +688,9 @@ func TestOverrunResets(t *testing.T) {
 		}
 		if s := k.Stats(); s.Overrun != 1 {
 			t.Errorf("stats %+v, want one overrun", s)
+		}
+		if got := ev.kinds(); len(got) != 1 || got[0] != EventOverrun {
+			t.Errorf("events %v, want one %s", got, EventOverrun)
 		}
 	case <-time.After(5 * time.Second):
 		// Held back: what each sender got out is bounded.

@@ -586,7 +586,9 @@ func (k *Kernel) checkHeld(p *pair, s int) {
 	unread := held - min(held, p.read[s])
 	if unread > k.holdLimit() {
 		k.nOverrun.Add(1)
-		k.end(p, fmt.Errorf("%w: %d bytes held unread from the %s", ErrOverrun, unread, sideName[s]), endAbort)
+		err := fmt.Errorf("%w: %d bytes held unread from the %s", ErrOverrun, unread, sideName[s])
+		k.event(EventOverrun, err)
+		k.end(p, err, endAbort)
 		return
 	}
 	k.arm(p, s, held+k.holdLimit()-unread)
@@ -880,9 +882,11 @@ func (k *Kernel) inspect(p *pair, now time.Time) {
 		// recovered; a stream with a hole is worse than a reset.
 		k.nWatchdog.Add(1)
 		k.nStalled.Add(1)
+		k.event(EventStalled, fmt.Errorf("%w: redirected bytes did not reach the send queue for %v; both sides reset", ErrStalled, k.opts.StallTimeout))
 		k.end(p, ErrStalled, endAbort)
 	case leftover:
 		k.nWatchdog.Add(1)
+		k.event(EventWatchdog, fmt.Errorf("data queued without progress for %v; pair moved to user space, nothing lost", k.opts.StallTimeout))
 		k.takeBack(p, whyWatchdog, now)
 	}
 }
