@@ -86,3 +86,14 @@ type Forwarder interface {
 	// ended. Pairs still running are stopped first.
 	Close() error
 }
+
+// NewUserPath returns the "user" path: the event loop (NewUser), or,
+// where it cannot run (outside Linux), Goroutines together with the reason.
+// The Forwarder is never nil.
+func NewUserPath() (Forwarder, error) {
+	u, err := NewUser()
+	if err != nil {
+		return &Goroutines{}, err
+	}
+	return u, nil
+}

@@ -33,6 +33,9 @@ type Registry struct {
 	// logDropped has no labels; its one series is created at zero, so an
 	// alert on its increase sees the first dropped line.
 	logDropped *prometheus.CounterVec
+	// interventions: the kernel forwarding path's watchdog and overrun
+	// actions, by kind (pick.Kinds); the series exist from Interventions.
+	interventions *prometheus.CounterVec
 }
 
 // New returns a Registry with every collector registered, and both reload
@@ -47,11 +50,11 @@ func New() *Registry {
 		}, []string{"gate", "verdict", "reason"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "distgate_connections_active",
-			Help: "Admitted connections being spliced.",
+			Help: "Admitted connections: in the handshake watch or forwarded.",
 		}, []string{"gate"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "distgate_bytes_total",
-			Help: "Bytes spliced; in = client to node. Counted when a connection ends.",
+			Help: "Bytes forwarded; in = client to node. Live connections are counted every summary period, exactly when they end.",
 		}, []string{"gate", "direction"}),
 		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "distgate_handshake_seconds",
@@ -90,9 +93,13 @@ func New() *Registry {
 			Name: "distgate_log_dropped_total",
 			Help: "Log lines lost because stderr could not be written.",
 		}, nil),
+		interventions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "distgate_forward_interventions_total",
+			Help: "Kernel forwarding path: connections the watchdog moved back to user space (watchdog) or reset (stalled), and connections reset because the kernel did not hold their sender back (overrun).",
+		}, []string{"kind"}),
 	}
 	m.reg.MustRegister(m.conns, m.active, m.bytes, m.handshake, m.reloads, m.limiterSrcs, m.suppressed,
-		m.outcomes, m.closed, m.bansActive, m.bansTotal, m.logDropped)
+		m.outcomes, m.closed, m.bansActive, m.bansTotal, m.logDropped, m.interventions)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("error")
 	m.logDropped.WithLabelValues()
@@ -116,6 +123,22 @@ func (m *Registry) Reload(ok bool) {
 // LogDropped counts one log line lost because stderr could not be
 // written. It is safe for concurrent use and does not block.
 func (m *Registry) LogDropped() { m.logDropped.WithLabelValues().Inc() }
+
+// Interventions creates distgate_forward_interventions_total's series for
+// kinds, at zero, and returns the function that counts one intervention
+// of a kind; a kind outside the set is not counted, so the label values
+// stay fixed. It is safe for concurrent use and does not block.
+func (m *Registry) Interventions(kinds ...string) func(kind string) {
+	cs := make(map[string]prometheus.Counter, len(kinds))
+	for _, k := range kinds {
+		cs[k] = m.interventions.WithLabelValues(k)
+	}
+	return func(kind string) {
+		if c := cs[kind]; c != nil {
+			c.Inc()
+		}
+	}
+}
 
 // Gate returns an Observer with every series of one gate resolved up front,
 // so the connection path does no label lookups.

@@ -59,10 +59,10 @@ func TestExposition(t *testing.T) {
 		`distgate_connections_total{gate="myapp",reason="rate_limited",verdict="denied"} 1`,
 		`distgate_connections_total{gate="myapp",reason="source_not_allowed",verdict="denied"} 0`,
 		`distgate_connections_total{gate="myapp",reason="shutdown",verdict="denied"} 0`,
-		"# HELP distgate_connections_active Admitted connections being spliced.",
+		"# HELP distgate_connections_active Admitted connections: in the handshake watch or forwarded.",
 		"# TYPE distgate_connections_active gauge",
 		`distgate_connections_active{gate="myapp"} 1`,
-		"# HELP distgate_bytes_total Bytes spliced; in = client to node. Counted when a connection ends.",
+		"# HELP distgate_bytes_total Bytes forwarded; in = client to node. Live connections are counted every summary period, exactly when they end.",
 		`distgate_bytes_total{direction="in",gate="myapp"} 10`,
 		`distgate_bytes_total{direction="out",gate="myapp"} 20`,
 		"# HELP distgate_handshake_seconds Time from accept to the admit or deny decision.",
@@ -146,5 +146,32 @@ func TestLogDropped(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
 		}
+	}
+}
+
+// distgate_forward_interventions_total has one series per kind given, at
+// zero from the start; a kind outside the set is not counted.
+func TestInterventions(t *testing.T) {
+	m := New()
+	count := m.Interventions("watchdog", "stalled", "overrun")
+	if out := scrape(t, m); !strings.Contains(out, `distgate_forward_interventions_total{kind="overrun"} 0`+"\n") {
+		t.Errorf("no overrun series at zero:\n%s", out)
+	}
+	count("watchdog")
+	count("watchdog")
+	count("overrun")
+	count("10.0.0.1") // never a label value
+	out := scrape(t, m)
+	for _, want := range []string{
+		`distgate_forward_interventions_total{kind="watchdog"} 2`,
+		`distgate_forward_interventions_total{kind="stalled"} 0`,
+		`distgate_forward_interventions_total{kind="overrun"} 1`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("no line %q in:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "distgate_forward_interventions_total{"); n != 3 {
+		t.Errorf("%d intervention series, want 3", n)
 	}
 }
