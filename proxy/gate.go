@@ -38,7 +38,8 @@ type Config struct {
 	// by all gates of a process. Nil means no cap.
 	Handshakes *policy.Handshakes
 	// Forwarder moves the bytes of admitted connections. Nil means a
-	// forward.Goroutines of the gate's own, which Serve closes before it
+	// "user" path of the gate's own (forward.NewUserPath: the event loop,
+	// or goroutines where it cannot run), which Serve closes before it
 	// returns. A Forwarder given here belongs to the caller, who closes it
 	// once every gate using it has returned from Serve.
 	Forwarder forward.Forwarder
@@ -68,8 +69,9 @@ type Gate struct {
 	logp     atomic.Pointer[zerolog.Logger] // baseLog at the current settings' level
 	obs      Observer
 	hs       *policy.Handshakes
-	fwd      forward.Forwarder
-	ownFwd   bool // fwd is the gate's own: Serve closes it
+	fwd      forward.Forwarder // set before Serve accepts (the gate's own is started there)
+	ownFwd   bool              // fwd is the gate's own: Serve starts and closes it
+	path     string            // fwd's path, for Status before and while Serve runs
 	dialer   func(ctx context.Context, addr string) (net.Conn, error)
 	every    time.Duration
 
@@ -108,7 +110,10 @@ func NewGate(c Config) *Gate {
 		g.obs = nopObserver{}
 	}
 	if g.fwd == nil {
-		g.fwd, g.ownFwd = new(forward.Goroutines), true
+		// Started by Serve: a gate that never serves holds no loop.
+		g.ownFwd, g.path = true, "user"
+	} else {
+		g.path = g.fwd.Path()
 	}
 	if g.every <= 0 {
 		g.every = DefaultSummaryEvery
@@ -169,6 +174,9 @@ func (g *Gate) log() *zerolog.Logger { return g.logp.Load() }
 // acceptor_linux.go). Serve returns nil after a shutdown, or the accept error
 // that stopped it. It is called at most once per Gate.
 func (g *Gate) Serve(ctx context.Context, ln net.Listener) error {
+	if g.ownFwd {
+		g.fwd, _ = forward.NewUserPath()
+	}
 	a := newAcceptor(ln)
 	stopAccept := context.AfterFunc(ctx, func() { _ = a.close() })
 	defer stopAccept()

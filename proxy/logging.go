@@ -92,8 +92,8 @@ func (g *Gate) logClosed(c *conn, res forward.Result, r policy.Reason, o wire.Ou
 	if why := CloseReason(r, o); why != "" {
 		ev = ev.Str("reason", why)
 	}
-	if c.ss.forwarded() {
-		ev = ev.Str("path", g.fwd.Path())
+	if path := c.ss.forwardPath(); path != "" {
+		ev = ev.Str("path", path)
 	}
 	if c.refused != nil {
 		ev = ev.Err(c.refused)

@@ -45,6 +45,7 @@ type session struct {
 	watching bool               // in the handshake watch
 	outcome  wire.Outcome       // the watch's outcome, once it has one
 	h        forward.Handle     // set once the forwarder has the pair; it owns both sockets then
+	path     string             // the forwarder's path, once it has the pair (see forwardPath)
 	why      policy.Reason      // why it was stopped; Admitted while it runs
 	reported progress           // bytes already handed to the Observer
 }
@@ -181,7 +182,7 @@ func (ss *session) forward(f forward.Forwarder, p forward.Pair, done func(forwar
 	if err != nil {
 		return err
 	}
-	ss.h = h
+	ss.h, ss.path = h, f.Path()
 	return nil
 }
 
@@ -220,11 +221,21 @@ func (ss *session) ended() (policy.Reason, wire.Outcome) {
 	return ss.why, ss.outcome
 }
 
-// forwarded reports whether the forwarder got the pair.
-func (ss *session) forwarded() bool {
+// pather is a Handle that knows the path its own pair is on: on the kernel
+// path a pair the kernel cannot take, or takes back, is forwarded in user
+// space.
+type pather interface{ Path() string }
+
+// forwardPath returns how the pair is forwarded, or was once it has ended;
+// "" if the forwarder never got it.
+func (ss *session) forwardPath() string {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return ss.h != nil
+	h, path := ss.h, ss.path
+	ss.mu.Unlock()
+	if p, ok := h.(pather); ok {
+		return p.Path()
+	}
+	return path
 }
 
 func (ss *session) reason() policy.Reason {
@@ -234,16 +245,14 @@ func (ss *session) reason() policy.Reason {
 }
 
 // Byte counts for long-lived connections. Nothing in the gate sees the
-// bytes as they pass (the forwarder moves them between the raw sockets, and
-// a Forwarder's own counts may move only when a direction ends); an Erlang
-// distribution link can live for months, though, and a counter that moves
-// only when it ends would be useless. So once per summary period the gate
-// reads each live client socket's TCP counters from the kernel (TCP_INFO:
-// bytes received from the client, bytes the client acknowledged), which
-// works whatever the forwarding path, and reports what moved since the last
-// look. When the connection ends, the exact totals from the forwarder
-// settle the account: what was reported already is subtracted, never below
-// zero.
+// bytes as they pass (the forwarder moves them between the raw sockets),
+// and an Erlang distribution link can live for months: a counter that
+// moved only when it ends would be useless. So once per summary period the
+// gate asks each live pair's Handle how far it has got (Progress: the
+// forwarder's own counts, or the kernel's on the kernel path) and reports
+// what moved since the last look. When the connection ends, the exact
+// totals from the forwarder settle the account: what was reported already
+// is subtracted, never below zero.
 
 // progress is what has been reported for one session so far; guarded by the
 // session's mu.
@@ -253,15 +262,15 @@ type progress struct{ in, out int64 }
 func (g *Gate) reportProgress() {
 	for _, ss := range g.snapshot() {
 		ss.mu.Lock()
-		forwarding := ss.h != nil && ss.why == policy.Admitted
+		h := ss.h
+		forwarding := h != nil && ss.why == policy.Admitted
 		ss.mu.Unlock()
 		if !forwarding {
 			continue
 		}
-		in, out, ok := tcpCounters(ss.client)
-		if !ok {
-			continue
-		}
+		in, out := h.Progress()
+		in += ss.preIn.Load()
+		out += ss.preOut.Load()
 		ss.mu.Lock()
 		if ss.h == nil || ss.why != policy.Admitted {
 			ss.mu.Unlock()

@@ -46,7 +46,7 @@ type ConnStatus struct {
 
 // Status returns a snapshot of the gate.
 func (g *Gate) Status() Status {
-	st := Status{Name: g.name, Upstream: g.upstream, Path: g.fwd.Path()}
+	st := Status{Name: g.name, Upstream: g.upstream, Path: g.path}
 	g.mu.Lock()
 	var live []*session
 	for ss := range g.live {
@@ -69,7 +69,7 @@ func (g *Gate) Status() Status {
 			in, out := h.Progress()
 			cs.In += in
 			cs.Out += out
-			cs.Path = st.Path
+			cs.Path = ss.forwardPath()
 		}
 		st.Conns = append(st.Conns, cs)
 	}
