@@ -91,7 +91,8 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 			closeAll()
 			return err
 		}
-		adm.OnError = func(err error) { log.Warn().Err(err).Msg("admin socket") }
+		alog := log // a copy: a reload replaces log while requests are served
+		adm.OnError = func(err error) { alog.Warn().Err(err).Msg("admin socket") }
 	}
 	var msrv *metrics.Server
 	if l.Metrics.Listen != "" {
