@@ -5,9 +5,11 @@
 #
 #   bench/run.sh            full run (about 10 minutes)
 #   QUICK=1 bench/run.sh    short run (about 2 minutes)
+#   ONLY=ping,esetup        a subset of the tests (see bench/README.md)
+#   VARIANTS=user,kernel    the distgate variants (default user,kernel,tls)
 #
-# Installs haproxy, nginx-light, libnginx-mod-stream and erlang-base from
-# Debian when they are missing. Starts its own proxies, upstream and Erlang
+# Installs haproxy, nginx-light, libnginx-mod-stream, erlang-base,
+# erlang-ssl and openssl from Debian when they are missing. Starts its own proxies, upstream and Erlang
 # nodes on 127.0.0.x with generated configs in a temporary directory, and
 # stops only those; system services are never touched.
 set -euo pipefail
@@ -19,7 +21,14 @@ need=()
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
-command -v erl >/dev/null 2>&1 || need+=(erlang-base)
+if command -v erl >/dev/null 2>&1; then
+  # inet_tls distribution (test 8) needs the ssl application.
+  erl -noshell -eval 'halt(case code:lib_dir(ssl) of {error, _} -> 1; _ -> 0 end).' >/dev/null 2>&1 ||
+    need+=(erlang-ssl)
+else
+  need+=(erlang-base erlang-ssl)
+fi
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   sudo=""
@@ -45,6 +54,7 @@ git diff --quiet HEAD -- 2>/dev/null || rev="$rev with uncommitted changes"
 args=(-distgate "$build/distgate" -out bench/results/latest.md -rev "$rev")
 [ "${QUICK:-0}" = 1 ] && args+=(-quick)
 [ -n "${ONLY:-}" ] && args+=(-only "$ONLY")
+[ -n "${VARIANTS:-}" ] && args+=(-variants "$VARIANTS")
 [ "${KEEP:-0}" = 1 ] && args+=(-keep)
 echo "== running (progress on stderr, the table on stdout)"
 "$build/loadgen" run "${args[@]}"

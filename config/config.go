@@ -37,8 +37,8 @@ const (
 	defaultOnDeny            = "close"
 	defaultMaxConns          = 256
 	defaultMaxConnsPerSource = 8
-	defaultRate              = 1.0
-	defaultBurst             = 5
+	defaultRate              = 2.0 // with defaultBurst: config.example.toml says why
+	defaultBurst             = 20
 	defaultRequireFlags      = "otp25"
 	defaultForward           = "user"
 	defaultMetricsMaxConns   = 64

@@ -38,7 +38,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	s := l.Gates[0].Settings
 	if s.HandshakeTimeout != 3*time.Second || s.DialTimeout != 2*time.Second || s.MaxConns != 256 ||
-		s.MaxConnsPerSource != 8 || s.Rate != 1 || s.Burst != 5 || s.Reset || s.DrainTimeout != 10*time.Second {
+		s.MaxConnsPerSource != 8 || s.Rate != 2 || s.Burst != 20 || s.Reset || s.DrainTimeout != 10*time.Second {
 		t.Errorf("defaults: %+v", s)
 	}
 	if s.Rules.Require.String() != "otp25" {

@@ -16,11 +16,15 @@ const (
 	exitOK      = 0
 	exitExposed = 1
 	exitUsage   = 2
+	// exitUnprobed is "nothing could be probed": a host given without a
+	// port where no epmd answered.
+	exitUnprobed = 3
 )
 
 // Main runs the command `distgate probe` with args (after its name) and
 // returns its exit code: 0 nothing exposed, 1 something exposed, 2 usage
-// error.
+// error, 3 nothing could be probed on a host given without a port (a silent
+// all-clear would mislead cron).
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -70,8 +74,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	// The exit code carries the verdict even when stdout is gone.
 	_ = write(stdout, rep)
-	if rep.Exposed {
+	for _, m := range rep.UnprobedMessages() {
+		fmt.Fprintf(stderr, "distgate: probe: %s\n", m)
+	}
+	switch {
+	case rep.Exposed:
 		return exitExposed
+	case len(rep.Unprobed) > 0:
+		return exitUnprobed
 	}
 	return exitOK
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -58,6 +59,11 @@ type Report struct {
 	Exposed bool   `json:"exposed"` // anything exposed
 	Epmd    []Epmd `json:"epmd"`    // one per distinct host, unless epmd is skipped
 	Ports   []Port `json:"ports"`   // ports given, then ports epmd listed
+	// Unprobed are the hosts given without a port on which nothing could
+	// be probed: no epmd answered, so no port was learnt (an epmdless
+	// host lists its port nowhere). Nothing exposed there means nothing
+	// was looked at, not that nothing is there.
+	Unprobed []string `json:"unprobed"`
 	// Timeout is the one the probe ran with; the text output names it.
 	Timeout time.Duration `json:"-"`
 }
@@ -149,16 +155,35 @@ func Run(ctx context.Context, targets []string, opts Options) (Report, error) {
 	return run(ctx, ts, epmdPort, opts.Timeout), nil
 }
 
+// UnprobedMessages says, for each of r.Unprobed, why nothing was probed
+// there and what to give instead.
+func (r Report) UnprobedMessages() []string {
+	msgs := make([]string, 0, len(r.Unprobed))
+	for _, h := range r.Unprobed {
+		epmd := "epmd"
+		for _, e := range r.Epmd {
+			if e.Host == h {
+				epmd = fmt.Sprintf("epmd on port %d", e.Port)
+				break
+			}
+		}
+		msgs = append(msgs, fmt.Sprintf("nothing could be probed on %s: no port was given and no %s answered, "+
+			"so no port was learnt (an epmdless node is listed nowhere); give the node's distribution port as HOST:PORT, "+
+			"e.g. distgate probe %s", h, epmd, net.JoinHostPort(h, "9100")))
+	}
+	return msgs
+}
+
 // run probes resolved targets; epmdPort 0 skips epmd.
 func run(ctx context.Context, targets []target, epmdPort int, timeout time.Duration) Report {
-	rep := Report{Epmd: []Epmd{}, Ports: []Port{}, Timeout: timeout}
+	rep := Report{Epmd: []Epmd{}, Ports: []Port{}, Unprobed: []string{}, Timeout: timeout}
 
 	type hostKey struct {
 		host string
 		addr netip.Addr
 	}
-	var hosts []hostKey
-	seenHost := map[hostKey]bool{}
+	var hosts, bare []hostKey
+	seenHost, seenBare := map[hostKey]bool{}, map[hostKey]bool{}
 	type portKey struct {
 		addr netip.Addr
 		port int
@@ -169,6 +194,10 @@ func run(ctx context.Context, targets []target, epmdPort int, timeout time.Durat
 		if !seenHost[hk] {
 			seenHost[hk] = true
 			hosts = append(hosts, hk)
+		}
+		if t.port == 0 && !seenBare[hk] {
+			seenBare[hk] = true
+			bare = append(bare, hk)
 		}
 		pk := portKey{t.addr, t.port}
 		// A given port equal to the epmd port is covered by the epmd query.
@@ -219,8 +248,22 @@ func run(ctx context.Context, targets []target, epmdPort int, timeout time.Durat
 	for _, e := range rep.Epmd {
 		rep.Exposed = rep.Exposed || e.State == StateExposed
 	}
+	probed := map[netip.Addr]bool{}
 	for _, p := range rep.Ports {
 		rep.Exposed = rep.Exposed || p.State == StateExposed
+		a, _ := netip.ParseAddr(p.Addr)
+		probed[a] = true
+	}
+	for _, e := range rep.Epmd {
+		if e.State == StateExposed {
+			a, _ := netip.ParseAddr(e.Addr)
+			probed[a] = true
+		}
+	}
+	for _, h := range bare {
+		if !probed[h.addr] {
+			rep.Unprobed = append(rep.Unprobed, h.host)
+		}
 	}
 	return rep
 }

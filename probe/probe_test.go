@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -149,6 +150,57 @@ func TestRun(t *testing.T) {
 	if rep.Ports[1].Fix == "" || rep.Ports[0].Fix != "" {
 		t.Errorf("a fix only for the exposed port: %+v", rep.Ports)
 	}
+	if rep.Unprobed == nil || len(rep.Unprobed) != 0 {
+		t.Errorf("unprobed %#v, want [] (every target had a port)", rep.Unprobed)
+	}
+}
+
+// TestRunUnprobed: a host given without a port where no epmd answers had
+// nothing probed, and the report says so instead of a silent all-clear;
+// a port on the same host given too, or a port epmd listed, is a probe.
+func TestRunUnprobed(t *testing.T) {
+	silent := serve(t, func(c net.Conn) { readFirst(c); _ = c.Close() })
+	noEpmd := freePort(t)
+	// An epmd that lists one node, on the silent port.
+	epmd := serve(t, func(c net.Conn) {
+		readFirst(c)
+		_, _ = c.Write([]byte("\x00\x00\x11\x11name app at port " + strconv.Itoa(int(silent.Port())) + "\n"))
+		_ = c.Close()
+	})
+	for _, tt := range []struct {
+		name     string
+		targets  []string
+		epmdPort int
+		unprobed []string
+		exposed  bool
+	}{
+		{"bare host, no epmd", []string{"127.0.0.1"}, noEpmd, []string{"127.0.0.1"}, false},
+		{"bare host twice, no epmd", []string{"127.0.0.1", "127.0.0.1"}, noEpmd, []string{"127.0.0.1"}, false},
+		{"bare host and a port on it", []string{"127.0.0.1", silent.String()}, noEpmd, []string{}, false},
+		{"bare host and a port elsewhere", []string{"127.0.0.1", "[::1]:" + strconv.Itoa(freePort(t))}, noEpmd, []string{"127.0.0.1"}, false},
+		{"epmd lists a port", []string{"127.0.0.1"}, int(epmd.Port()), []string{}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := Run(context.Background(), tt.targets, Options{Timeout: 2 * time.Second, EpmdPort: tt.epmdPort})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(rep.Unprobed, ",") != strings.Join(tt.unprobed, ",") || rep.Unprobed == nil || rep.Exposed != tt.exposed {
+				t.Fatalf("unprobed %#v exposed %v, want %#v %v; report %+v", rep.Unprobed, rep.Exposed, tt.unprobed, tt.exposed, rep)
+			}
+			msgs := rep.UnprobedMessages()
+			if len(msgs) != len(tt.unprobed) {
+				t.Fatalf("messages %q for %q", msgs, tt.unprobed)
+			}
+			for _, m := range msgs {
+				want := fmt.Sprintf("no epmd on port %d answered", tt.epmdPort)
+				if !strings.Contains(m, "nothing could be probed on 127.0.0.1") || !strings.Contains(m, want) ||
+					!strings.Contains(m, "HOST:PORT") || !strings.Contains(m, "distgate probe 127.0.0.1:9100") {
+					t.Errorf("message %q", m)
+				}
+			}
+		})
+	}
 }
 
 func TestStateOf(t *testing.T) {
@@ -288,9 +340,10 @@ func TestExchange(t *testing.T) {
 // TestJSONFields pins the documented -json field names.
 func TestJSONFields(t *testing.T) {
 	rep := Report{
-		Epmd:    []Epmd{{Nodes: []Node{{}}}},
-		Ports:   []Port{{Attempts: []Attempt{{Status: "x", ReplyHex: "00", Error: "e"}}, Fix: "f"}},
-		Timeout: time.Second,
+		Epmd:     []Epmd{{Nodes: []Node{{}}}},
+		Ports:    []Port{{Attempts: []Attempt{{Status: "x", ReplyHex: "00", Error: "e"}}, Fix: "f"}},
+		Unprobed: []string{"h"},
+		Timeout:  time.Second,
 	}
 	var b bytes.Buffer
 	if err := WriteJSON(&b, rep); err != nil {
@@ -298,14 +351,14 @@ func TestJSONFields(t *testing.T) {
 	}
 	for _, k := range []string{`"exposed"`, `"epmd"`, `"ports"`, `"host"`, `"addr"`, `"port"`, `"state"`,
 		`"nodes"`, `"name"`, `"verdict"`, `"from"`, `"attempts"`, `"message"`, `"outcome"`, `"status"`,
-		`"reply_hex"`, `"error"`, `"ms"`, `"fix"`} {
+		`"reply_hex"`, `"error"`, `"ms"`, `"fix"`, `"unprobed"`} {
 		if !strings.Contains(b.String(), k) {
 			t.Errorf("no %s in %s", k, b.String())
 		}
 	}
 	var top map[string]json.RawMessage
-	if err := json.Unmarshal(b.Bytes(), &top); err != nil || len(top) != 3 {
-		t.Errorf("top-level keys %v (%v), want exposed, epmd, ports only", top, err)
+	if err := json.Unmarshal(b.Bytes(), &top); err != nil || len(top) != 4 {
+		t.Errorf("top-level keys %v (%v), want exposed, epmd, ports, unprobed only", top, err)
 	}
 }
 

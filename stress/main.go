@@ -73,7 +73,7 @@ func main() {
 		dur := fs.Duration("for", 10*time.Second, "how long the attack lasts, at most")
 		workers := fs.Int("workers", 512, "connections at a time")
 		defaults := fs.Bool("defaults", false, "keep the default per-source limits (max_conns_per_source, rate)")
-		gap := fs.Duration("gap", 0, "the operator's pause between sessions (default 20ms; 1.1s with -defaults, whose rate limit of 1/s applies to the operator too)")
+		gap := fs.Duration("gap", 0, "the operator's pause between sessions (default 20ms; 1.1s with -defaults, whose per-source rate limit applies to the operator too)")
 		run = func(e env) (result, error) {
 			g := *gap
 			if g == 0 {

@@ -98,7 +98,7 @@ func runFlood(e env, conns, workers int, sessions bool) (result, error) {
 	}
 	body := func(m, s string) string { return attack.RPCLoop(m, s, 5*time.Millisecond) }
 	if sessions {
-		// The default rate limit (1/s per source) applies to the operator
+		// The default per-source rate limit applies to the operator
 		// too: one new session a little over every second.
 		body = func(m, s string) string { return attack.SessionLoop(m, s, 1100*time.Millisecond) }
 	}

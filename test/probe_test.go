@@ -46,7 +46,8 @@ type probeJSON struct {
 		Verdict string `json:"verdict"`
 		Fix     string `json:"fix"`
 	} `json:"epmd"`
-	Ports []probePortJSON `json:"ports"`
+	Ports    []probePortJSON `json:"ports"`
+	Unprobed []string        `json:"unprobed"`
 }
 
 type probePortJSON struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -104,11 +105,11 @@ func echoConn(addr string, deadline time.Time) (*net.TCPConn, error) {
 	return c, nil
 }
 
-// pingpong sends 64-byte messages and waits for each echo, at most n times,
-// until end, or until stop closes; it returns each round trip in ns after
-// warm unrecorded ones.
-func pingpong(c *net.TCPConn, n, warm int, end time.Time, stop <-chan struct{}) ([]int64, error) {
-	var out, in [64]byte
+// pingpong sends messages of size bytes and waits for each echo, at most
+// n times, until end, or until stop closes; it returns each round trip in
+// ns after warm unrecorded ones.
+func pingpong(c *net.TCPConn, size, n, warm int, end time.Time, stop <-chan struct{}) ([]int64, error) {
+	out, in := make([]byte, size), make([]byte, size)
 	for i := range out {
 		out[i] = byte(i)
 	}
@@ -122,17 +123,17 @@ func pingpong(c *net.TCPConn, n, warm int, end time.Time, stop <-chan struct{}) 
 			}
 		}
 		t0 := time.Now()
-		if _, err := c.Write(out[:]); err != nil {
+		if _, err := c.Write(out); err != nil {
 			return lat, err
 		}
-		if _, err := io.ReadFull(c, in[:]); err != nil {
+		if _, err := io.ReadFull(c, in); err != nil {
 			return lat, err
 		}
 		if i >= warm {
 			lat = append(lat, time.Since(t0).Nanoseconds())
 		}
 	}
-	if in != out {
+	if !bytes.Equal(in, out) {
 		return lat, errors.New("echo differs")
 	}
 	return lat, nil

@@ -38,7 +38,7 @@ func cmdLoad(args []string) error {
 			return err
 		}
 		defer c.Close()
-		lat, err := pingpong(c, 100_000_000, 100, time.Now().Add(d), nil)
+		lat, err := pingpong(c, 64, 100_000_000, 100, time.Now().Add(d), nil)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,4 +86,52 @@ func loadAvg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// tcpMemory reads the kernel's TCP memory in use and its limits, in pages
+// (/proc/net/sockstat's "mem" and net.ipv4.tcp_mem: low, pressure, high).
+// The count is the whole kernel's, not this network namespace's: on a
+// shared machine another program's sockets can push every connection into
+// memory pressure, where loopback drops segments and a bulk transfer
+// stalls. ok is false when either file cannot be read.
+func tcpMemory() (inUse, pressure, high int64, ok bool) {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "TCP:" {
+			continue
+		}
+		for i := 1; i+1 < len(f); i += 2 {
+			if f[i] == "mem" {
+				inUse, err = strconv.ParseInt(f[i+1], 10, 64)
+				ok = err == nil
+			}
+		}
+	}
+	lim, err := os.ReadFile("/proc/sys/net/ipv4/tcp_mem")
+	if err != nil || !ok {
+		return 0, 0, 0, false
+	}
+	f := strings.Fields(string(lim))
+	if len(f) != 3 {
+		return 0, 0, 0, false
+	}
+	pressure, err1 := strconv.ParseInt(f[1], 10, 64)
+	high, err2 := strconv.ParseInt(f[2], 10, 64)
+	return inUse, pressure, high, err1 == nil && err2 == nil
+}
+
+// tcpMemoryNote describes the kernel's TCP memory when it is above the
+// pressure threshold, else "".
+func tcpMemoryNote(when string) string {
+	inUse, pressure, high, ok := tcpMemory()
+	if !ok || inUse < pressure {
+		return ""
+	}
+	return fmt.Sprintf("%s the kernel's TCP memory was %d pages, over its pressure threshold (%d; limit %d, "+
+		"net.ipv4.tcp_mem): sockets of other programs on this machine count too, and under pressure "+
+		"loopback drops segments, so transfers slow down or stall", when, inUse, pressure, high)
 }

@@ -15,7 +15,7 @@ import (
 
 const usage = `usage:
   loadgen upstream -listen ADDR
-  loadgen run -distgate BIN [-quick] [-out FILE] [-keep]
+  loadgen run -distgate BIN [-quick] [-out FILE] [-keep] [-only TESTS] [-variants user,kernel,tls,passthrough]
   loadgen load -kind setup|flood|pingpong -addr ADDR [-dur D] [-clients N]
   loadgen profile -distgate BIN [-out DIR] [-dur D] [-idle N]
 `

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/distgate/distgate/internal/attack"
@@ -68,4 +69,14 @@ func percentile(ns []int64, q float64) float64 {
 		return math.NaN()
 	}
 	return float64(attack.Percentile(ns, q)) / 1e3
+}
+
+// sortedKeys returns m's keys in order, for a stable report.
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
 }

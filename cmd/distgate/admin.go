@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -95,6 +97,13 @@ func (b *backend) each(gate string, f func(*proxy.Gate) admin.BanResult) []admin
 		rs = append(rs, admin.BanResult{Gate: gate, Result: admin.ResultUnknownGate})
 	}
 	return rs
+}
+
+// listenAddr is a gate's listen address as configured (Go prints a
+// wildcard IPv4 listener as "[::]"), with the port it got.
+func listenAddr(configured string, ln net.Listener) string {
+	host, _, _ := net.SplitHostPort(configured)
+	return net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 }
 
 // keepBans restores the bans saved in path into the gates and returns the

@@ -15,6 +15,7 @@ import (
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/internal/version"
 	"github.com/distgate/distgate/probe"
+	"github.com/distgate/distgate/scaffold"
 )
 
 // Exit codes (design: Command line).
@@ -28,6 +29,8 @@ const usage = `usage:
   distgate [run] [-config FILE]     run the gates (no file: the embedded default)
   distgate check [-config FILE]     validate; print the effective config; exit 2 on any error
   distgate probe [-json] TARGET...  audit a host as a scanner would
+  distgate init elixir|erlang -node N -public ADDR -allow CIDR... [-port P] [-out DIR] [-force]
+                                    write distgate.toml (and an Elixir release's rel/ files)
   distgate status [-json]           live gates, connections, bans (admin socket)
   distgate ban [-gate G] [-for D] ADDR   ban a source now (admin socket)
   distgate unban [-gate G] ADDR     lift a ban (admin socket)
@@ -65,6 +68,8 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(args, environ, stdout, stderr)
 	case "probe":
 		return probe.Main(args, stdout, stderr)
+	case "init":
+		return scaffold.Main(args, stdout, stderr)
 	case "status":
 		return adminCLI.Status(args, environ, stdout, stderr)
 	case "ban":

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -155,5 +156,35 @@ func TestCheckHidesCookie(t *testing.T) {
 		if mode == 0o600 && !strings.Contains(stdout.String(), `cookie_file = "`+cookiePath+`"`) {
 			t.Errorf("check does not print the cookie file's path:\n%s", stdout.String())
 		}
+	}
+}
+
+// probe exits 3 when a host given without a port could not be probed (no
+// epmd answered), and says HOST:PORT is the fix; the same host with its
+// port given is probed (exit 0 when nothing answers).
+func TestProbeNothingProbed(t *testing.T) {
+	free := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close() // nothing listens there afterwards: "closed"
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	noEpmd, noNode := free(), free()
+	epmdFlag := []string{"-epmd-port", strconv.Itoa(noEpmd)}
+
+	var stdout, stderr bytes.Buffer
+	code := realMain(append([]string{"probe"}, append(epmdFlag, "127.0.0.1")...), nil, &stdout, &stderr)
+	if code != 3 || !strings.Contains(stderr.String(), "nothing could be probed on 127.0.0.1") ||
+		!strings.Contains(stderr.String(), "HOST:PORT") {
+		t.Errorf("exit %d, stderr %q, stdout %q; want 3 and a message naming HOST:PORT", code, stderr.String(), stdout.String())
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	code = realMain(append([]string{"probe"}, append(epmdFlag, "127.0.0.1", "127.0.0.1:"+strconv.Itoa(noNode))...), nil, &stdout, &stderr)
+	if code != exitOK || stderr.Len() != 0 {
+		t.Errorf("with a port: exit %d, stderr %q; want 0", code, stderr.String())
 	}
 }

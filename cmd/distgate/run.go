@@ -115,7 +115,7 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	for i, cg := range l.Gates {
 		gates[i] = proxy.NewGate(proxy.Config{Name: cg.Name, Upstream: cg.Upstream, Settings: cg.Settings,
 			Log: log, Observer: reg.Gate(cg.Name), Handshakes: hs, OnBansChanged: onBans})
-		b.listen, b.tls = append(b.listen, lns[i].Addr().String()), append(b.tls, cg.TLS.Mode.String())
+		b.listen, b.tls = append(b.listen, listenAddr(cg.Listen, lns[i])), append(b.tls, cg.TLS.Mode.String())
 	}
 	if l.StateFile != "" {
 		sw = keepBans(l.StateFile, gates, log)
@@ -138,7 +138,7 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	// listener, so nothing about the socket changes after it is said.
 	for i, g := range gates {
 		<-g.Ready()
-		log.Info().Str("gate", g.Name()).Str("listen", lns[i].Addr().String()).
+		log.Info().Str("gate", g.Name()).Str("listen", l.Gates[i].Listen).
 			Str("upstream", g.Upstream()).Msg("listening")
 	}
 	adminCtx, stopAdmin := context.WithCancel(context.Background())

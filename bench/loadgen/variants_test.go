@@ -1,0 +1,85 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+)
+
+// TestDistgateTextKeys checks that the keys added as text land where
+// distgate reads them: forward at the top level (not inside the last
+// table) and [gate.tls] in the last gate, with the encoded file intact.
+func TestDistgateTextKeys(t *testing.T) {
+	f := tlsGateConfig("127.0.0.20:9100", "127.0.0.21:9100", "otp25")
+	text, err := distgateText(f, "kernel", []string{`mode = "terminate"`, `cert = "/c.pem"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Forward string `toml:"forward"`
+		Log     struct {
+			Level string `toml:"level"`
+		} `toml:"log"`
+		Gate []struct {
+			Name  string `toml:"name"`
+			Allow []struct {
+				Sources []string `toml:"sources"`
+			} `toml:"allow"`
+			TLS struct {
+				Mode string `toml:"mode"`
+				Cert string `toml:"cert"`
+			} `toml:"tls"`
+		} `toml:"gate"`
+	}
+	if _, err := toml.Decode(text, &got); err != nil {
+		t.Fatalf("%v in:\n%s", err, text)
+	}
+	if got.Forward != "kernel" || got.Log.Level != "warn" {
+		t.Errorf("forward = %q, log.level = %q; want kernel, warn", got.Forward, got.Log.Level)
+	}
+	if len(got.Gate) != 1 || got.Gate[0].Name != "erlang-tls" || got.Gate[0].TLS.Mode != "terminate" ||
+		got.Gate[0].TLS.Cert != "/c.pem" || len(got.Gate[0].Allow) != 1 {
+		t.Errorf("gate = %+v; want erlang-tls with its allow entry and tls.mode terminate\n%s", got.Gate, text)
+	}
+
+	plainText, err := distgateText(distgateConfig(gateAddrs{listen: "a:1", upstream: "b:2"}, "warn", "close"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plainText, "forward") || strings.Contains(plainText, "tls") {
+		t.Errorf("the default variant's file names forward or tls:\n%s", plainText)
+	}
+}
+
+func TestProbeVerdict(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		want       string
+		pr         probe
+		skip, note bool
+	}{
+		{"kernel reported", "kernel", probe{paths: []string{"kernel", "kernel"}}, false, true},
+		{"fell back, reported", "kernel", probe{paths: []string{"user", "user"}, warns: []string{"forward: kernel path refused"}}, true, false},
+		{"one gate fell back", "kernel", probe{paths: []string{"kernel", "user"}}, true, false},
+		{"no path, warned", "kernel", probe{paths: []string{"", ""}, warns: []string{"kernel path: EPERM"}}, true, false},
+		{"no path, silent", "kernel", probe{paths: []string{"", ""}}, false, true},
+		{"user, no path", "user", probe{paths: []string{"", ""}}, false, false},
+		{"user reported", "user", probe{paths: []string{"user", "user"}}, false, true},
+	} {
+		skip, note := c.pr.verdict(c.want)
+		if (skip != "") != c.skip || (note != "") != c.note {
+			t.Errorf("%s: skip %q, note %q; want skip %v, note %v", c.name, skip, note, c.skip, c.note)
+		}
+	}
+}
+
+func TestParseVariants(t *testing.T) {
+	m, err := parseVariants(" user, kernel ,,tls")
+	if err != nil || !m["user"] || !m["kernel"] || !m["tls"] || m["passthrough"] {
+		t.Errorf("parseVariants = %v, %v", m, err)
+	}
+	if _, err := parseVariants("user,kernal"); err == nil || !strings.Contains(err.Error(), `"kernal"`) {
+		t.Errorf("a misspelt variant: err = %v; want one naming it", err)
+	}
+}
