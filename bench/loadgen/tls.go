@@ -98,8 +98,7 @@ type tlsPath struct {
 }
 
 // tlsGateConfig is a one-gate distgate in front of an Erlang node, with
-// the bench's limits; its [gate.tls] table is added as text
-// (distgateText).
+// the bench's limits; distgateText adds its [gate.tls] table.
 func tlsGateConfig(listen, upstream, requireFlags string) *config.File {
 	f := distgateConfig(gateAddrs{listen: listen, upstream: upstream}, "warn", "close")
 	f.Gate[0].Name = "erlang-tls"

@@ -4,10 +4,13 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/BurntSushi/toml"
 
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/internal/testenv"
@@ -59,27 +62,31 @@ func parseVariants(s string) (map[string]bool, error) {
 }
 
 // distgateText is the configuration file of a distgate variant: f as
-// config.File writes it, with the keys that the running build may not
-// know yet added as text, so that a build without them refuses the file
-// (distgate check) and the variant is skipped with distgate's own words,
-// instead of the harness failing to compile. forward goes first (a
-// top-level key); tls, if set, is the [gate.tls] table of the last gate.
+// config.File writes it, with forward (if set) as its top-level key and
+// tls (if set: `key = value` lines) as the [gate.tls] table of the last
+// gate. Both go into a copy of f rather than after its text: Encode writes
+// every top-level key and every gate's [gate.tls], and TOML refuses a key
+// or a table given twice.
 func distgateText(f *config.File, forward string, tls []string) (string, error) {
-	b, err := f.Encode()
+	c := *f
+	c.Gate = slices.Clone(f.Gate)
+	if forward != "" {
+		c.Forward = forward
+	}
+	if len(tls) > 0 && len(c.Gate) > 0 {
+		md, err := toml.Decode(strings.Join(tls, "\n"), &c.Gate[len(c.Gate)-1].TLS)
+		if err != nil {
+			return "", fmt.Errorf("tls keys %q: %w", tls, err)
+		}
+		if un := md.Undecoded(); len(un) > 0 {
+			return "", fmt.Errorf("tls keys %q: %v is not a key of [gate.tls]", tls, un)
+		}
+	}
+	b, err := c.Encode()
 	if err != nil {
 		return "", fmt.Errorf("encode distgate config: %w", err)
 	}
-	s := string(b)
-	if forward != "" {
-		s = fmt.Sprintf("forward = %q\n", forward) + s
-	}
-	if len(tls) > 0 {
-		s += "\n  [gate.tls]\n"
-		for _, kv := range tls {
-			s += "    " + kv + "\n"
-		}
-	}
-	return s, nil
+	return string(b), nil
 }
 
 // checkDistgate writes text into dir/name and has distgate check it; a
