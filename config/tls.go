@@ -9,33 +9,24 @@ import (
 	"time"
 
 	"github.com/distgate/distgate/internal/safefile"
+	"github.com/distgate/distgate/proxy"
 )
 
-// TLSMode is what a gate does with TLS (design: TLS distribution).
-type TLSMode uint8
+// TLSMode is what a gate does with TLS (design: TLS distribution); the
+// proxy's own type, so that Settings carry it as compiled.
+type TLSMode = proxy.TLSMode
 
+// The modes.
 const (
 	// TLSOff: a TLS record as first bytes is bad_handshake.
-	TLSOff TLSMode = iota
+	TLSOff = proxy.TLSOff
 	// TLSTerminate: the gate is the TLS server and reads the handshake
 	// inside.
-	TLSTerminate
+	TLSTerminate = proxy.TLSTerminate
 	// TLSPassthrough: the gate reads the ClientHello, decides on source,
 	// limits and SNI, and forwards the bytes unchanged.
-	TLSPassthrough
+	TLSPassthrough = proxy.TLSPassthrough
 )
-
-func (m TLSMode) String() string {
-	switch m {
-	case TLSOff:
-		return "off"
-	case TLSTerminate:
-		return "terminate"
-	case TLSPassthrough:
-		return "passthrough"
-	}
-	return "unknown"
-}
 
 // GateTLS is a gate's compiled [gate.tls].
 type GateTLS struct {
@@ -85,7 +76,11 @@ func compileTLS(t *TLS) (GateTLS, []string, []error) {
 		return gt, nil, errs
 	}
 
-	cfg := &tls.Config{}
+	// No session tickets: every connection is a full handshake, so a
+	// client certificate is verified against the client_ca in force, and
+	// its identity read from it, every time. (OTP 25 clients do not offer
+	// tickets anyway.)
+	cfg := &tls.Config{SessionTicketsDisabled: true}
 	if t.MinVersion == "" {
 		t.MinVersion = "1.2"
 	}

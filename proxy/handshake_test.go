@@ -52,7 +52,7 @@ func TestReadFrameExact(t *testing.T) {
 			write(t, c, append(bytes.Clone(tc.first), tail...))
 			buf := getFrameBuf()
 			defer putFrameBuf(buf)
-			got, err := readFrame(s, buf, time.Now().Add(testWait))
+			got, err := readFrame(s, wire.HeaderTCP, buf, time.Now().Add(testWait))
 			if !errors.Is(err, tc.wantErr) || !bytes.Equal(got, tc.want) {
 				t.Fatalf("readFrame = % x, %v; want % x, %v", got, err, tc.want, tc.wantErr)
 			}
@@ -69,7 +69,7 @@ func TestReadFrameExact(t *testing.T) {
 		write(t, c, []byte{0x00})
 		buf := getFrameBuf()
 		defer putFrameBuf(buf)
-		if _, err := readFrame(s, buf, time.Now().Add(50*time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		if _, err := readFrame(s, wire.HeaderTCP, buf, time.Now().Add(50*time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("readFrame on a stalled client = %v, want a deadline error", err)
 		}
 	})
@@ -79,7 +79,7 @@ func TestReadFrameExact(t *testing.T) {
 		write(t, c, hello(t, "a@h"))
 		buf := getFrameBuf()
 		defer putFrameBuf(buf)
-		if _, err := readFrame(s, buf, time.Now().Add(100*time.Millisecond)); err != nil {
+		if _, err := readFrame(s, wire.HeaderTCP, buf, time.Now().Add(100*time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
 		go func() {
