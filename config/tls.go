@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/distgate/distgate/internal/safefile"
@@ -142,7 +143,9 @@ func compileTLS(t *TLS) (GateTLS, []string, []error) {
 // certWarnings are the reasons an OTP client would refuse the gate's
 // certificate (erlang-dist-facts.md §12.4): the client checks the host part
 // of the node name it dials as a DNS name, so a certificate with only an IP
-// SAN, or only a CN, fails with hostname_check_failed.
+// SAN, or only a CN, fails with hostname_check_failed; an extended key
+// usage that leaves out serverAuth fails its path validation; and a
+// certificate out of its validity period fails too.
 func certWarnings(path string, leaf *x509.Certificate, now time.Time) []string {
 	if leaf == nil {
 		return nil
@@ -150,6 +153,9 @@ func certWarnings(path string, leaf *x509.Certificate, now time.Time) []string {
 	var w []string
 	if len(leaf.DNSNames) == 0 {
 		w = append(w, fmt.Sprintf("tls.cert: %q has no DNS name (SAN); OTP clients check the host part of the node name they dial as a DNS name, so an IP SAN or a CN alone fails with hostname_check_failed (for an IP, add it as a DNS SAN too)", path))
+	}
+	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		w = append(w, fmt.Sprintf("tls.cert: %q has an extended key usage without serverAuth; OTP clients refuse it as a server certificate", path))
 	}
 	if now.After(leaf.NotAfter) {
 		w = append(w, fmt.Sprintf("tls.cert: %q expired at %s", path, leaf.NotAfter.UTC().Format(time.RFC3339)))

@@ -470,3 +470,56 @@ func TestTLSElixirRelease(t *testing.T) {
 		t.Errorf("the release did not stop: %v", err)
 	}
 }
+
+// distgate check on a terminating gate's files: good ones pass; a
+// certificate without a DNS SAN passes with a warning; a key that does not
+// match, a key others can read, a CA file that is not one: exit 2, naming
+// the key.
+func TestTLSCheck(t *testing.T) {
+	t.Parallel()
+	pk := newTLSPKI(t)
+	check := func(edit func(*config.File)) (string, string, int) {
+		f := terminateGate(9100, pk, config.Allow{Sources: []string{"127.0.0.1"}, Identities: []string{"rem@ops"}})
+		edit(f)
+		return testenv.RunDistgate(t, nil, "check", "-config", testenv.ConfigFile(t, f))
+	}
+	keyPEM, err := os.ReadFile(pk.gate.KeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := string(keyPEM[40:80]) // a piece of the key itself
+	out, errOut, code := check(func(*config.File) {})
+	if code != 0 || !strings.Contains(out, `mode = "terminate"`) || errOut != "" {
+		t.Errorf("good files: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, secret) {
+		t.Error("check printed the key")
+	}
+
+	ipOnly := pk.ca.MustIssue(t, "iponly", testenv.CertSpec{CN: "gate", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	_, errOut, code = check(func(f *config.File) { f.Gate[0].TLS.Cert, f.Gate[0].TLS.Key = ipOnly.Path, ipOnly.KeyPath })
+	if code != 0 || !strings.Contains(errOut, `warning: gate "tls": tls.cert: `) || !strings.Contains(errOut, "has no DNS name (SAN)") {
+		t.Errorf("IP SAN only: exit %d, stderr %q; want 0 and a warning", code, errOut)
+	}
+
+	open := filepath.Join(t.TempDir(), "open.key")
+	replaceFile(t, open, pk.gate.KeyPath, 0o644)
+	for _, tt := range []struct {
+		name string
+		edit func(*config.File)
+		want string
+	}{
+		{"mismatched key", func(f *config.File) { f.Gate[0].TLS.Key = pk.client.KeyPath }, "private key does not match public key"},
+		{"key readable by others", func(f *config.File) { f.Gate[0].TLS.Key = open }, "tls.key: " + strconv.Quote(open) + " is mode 0644"},
+		{"CA not a certificate", func(f *config.File) { f.Gate[0].TLS.ClientCA = pk.gate.KeyPath }, "tls.client_ca:"},
+		{"missing cert", func(f *config.File) { f.Gate[0].TLS.Cert = "/nonexistent/gate.pem" }, "tls.cert: "},
+	} {
+		_, errOut, code := check(tt.edit)
+		if code != 2 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", tt.name, code, errOut, tt.want)
+		}
+		if strings.Contains(errOut, secret) {
+			t.Errorf("%s: check printed the key", tt.name)
+		}
+	}
+}
