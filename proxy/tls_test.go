@@ -223,6 +223,17 @@ func TestTLSTerminateConversation(t *testing.T) {
 	write(t, u, toClient)
 	expect(t, tc, toClient)
 
+	// The admin status counts plaintext and names the path. (The count
+	// moves just after the bytes are written: wait for it.)
+	wantIn := hsIn(t, "rem-1-app@127.0.0.1") + int64(len(toNode))
+	waitUntil(t, "the status to count the bytes in", func() bool {
+		st := h.g.Status()
+		return len(st.Conns) == 1 && st.Conns[0].In == wantIn
+	})
+	if st := h.g.Status(); st.Path != "tls" || st.Conns[0].Path != "tls" {
+		t.Errorf("status = %+v, want path tls", st)
+	}
+
 	// The client's close_notify half-closes the node's side; the node's
 	// FIN reaches the client as close_notify and EOF.
 	if err := tc.CloseWrite(); err != nil {
@@ -334,6 +345,12 @@ func TestTLSBadFirstBytes(t *testing.T) {
 	expectSilentClose(t, c, false)
 	if e := h.log.waitFor(t, "denied", from(c)); e.str("reason") != "handshake_timeout" {
 		t.Errorf("a stalled ClientHello: %v, want handshake_timeout", e)
+	}
+	// A whole ClientHello, then silence: the TLS handshake runs out of time.
+	c = dialFrom(t, "127.0.0.2", h.addr)
+	write(t, c, goFirstFlight(t, "gate.lab"))
+	if e := h.log.waitFor(t, "denied", from(c)); e.str("reason") != "handshake_timeout" || e.str("tls") != "terminate" {
+		t.Errorf("a client silent after its ClientHello: %v, want handshake_timeout", e)
 	}
 
 	// A plain gate: a TLS client's first record is bad_handshake.
