@@ -8,7 +8,10 @@ package proxy
 // 10); closed ends it when the forwarder is done, or at once after any
 // outcome but ok. Every way out before the dial succeeds is a denial
 // (deny): the client is closed without a byte written and nothing is sent
-// upstream.
+// upstream. A terminating gate first runs terminate (the first flight, the
+// TLS handshake, the identity) and then the same steps inside TLS; a
+// passthrough gate runs passthrough instead (the first flight and the
+// server name decide; no first message, no watch).
 
 import (
 	"context"
