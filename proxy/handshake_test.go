@@ -42,7 +42,7 @@ func TestReadFrameExact(t *testing.T) {
 		wantErr error
 	}{
 		{name: "N message", first: hello(t, "a@127.0.0.1"), want: hello(t, "a@127.0.0.1")},
-		{name: "scanner", first: scannerHello, want: scannerHello},
+		{name: "scanner", first: wire.ScannerProbe, want: wire.ScannerProbe},
 		{name: "length over the cap", first: []byte{0xff, 0xff}, wantErr: wire.ErrTooLong},
 		{name: "TLS record", first: []byte{0x16, 0x03}, wantErr: wire.ErrTLS},
 	} {

@@ -332,7 +332,7 @@ func TestTLSBadFirstBytes(t *testing.T) {
 	s.HandshakeTimeout = 300 * time.Millisecond
 	h := startGate(t, up.addr(), s)
 
-	for _, send := range [][]byte{hello(t, "a@h"), scannerHello, []byte("GET / HTTP/1.0\r\n\r\n")} {
+	for _, send := range [][]byte{hello(t, "a@h"), wire.ScannerProbe, []byte("GET / HTTP/1.0\r\n\r\n")} {
 		c := dialFrom(t, "127.0.0.2", h.addr)
 		write(t, c, send)
 		expectClosed(t, c) // RST: the gate read only the first record header
