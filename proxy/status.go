@@ -16,7 +16,7 @@ import (
 type Status struct {
 	Name     string
 	Upstream string
-	Path     string // how admitted connections are forwarded: user or kernel
+	Path     string // how admitted connections are forwarded: user, kernel, or tls on a terminating gate
 	// Conns are the admitted connections, oldest first.
 	Conns []ConnStatus
 	// Bans are the bans in force, soonest to end first.
@@ -47,6 +47,9 @@ type ConnStatus struct {
 // Status returns a snapshot of the gate.
 func (g *Gate) Status() Status {
 	st := Status{Name: g.name, Upstream: g.upstream, Path: g.fwd.Path()}
+	if g.settings.Load().TLS == TLSTerminate {
+		st.Path = tlsPath
+	}
 	g.mu.Lock()
 	var live []*session
 	for ss := range g.live {
@@ -63,13 +66,13 @@ func (g *Gate) Status() Status {
 		if ss.watching {
 			cs.Outcome = wire.OutcomePending.String()
 		}
-		h := ss.h
+		h, path := ss.h, ss.path
 		ss.mu.Unlock()
 		if h != nil {
 			in, out := h.Progress()
 			cs.In += in
 			cs.Out += out
-			cs.Path = st.Path
+			cs.Path = path
 		}
 		st.Conns = append(st.Conns, cs)
 	}

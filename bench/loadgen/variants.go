@@ -4,13 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/BurntSushi/toml"
 
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/internal/testenv"
@@ -61,28 +58,15 @@ func parseVariants(s string) (map[string]bool, error) {
 	return out, nil
 }
 
-// distgateText is the configuration file of a distgate variant: f as
-// config.File writes it, with forward (if set) as its top-level key and
-// tls (if set: `key = value` lines) as the [gate.tls] table of the last
-// gate. Both go into a copy of f rather than after its text: Encode writes
-// every top-level key and every gate's [gate.tls], and TOML refuses a key
-// or a table given twice.
-func distgateText(f *config.File, forward string, tls []string) (string, error) {
-	c := *f
-	c.Gate = slices.Clone(f.Gate)
-	if forward != "" {
-		c.Forward = forward
+// distgateText is the configuration file of a distgate variant: f with the
+// top-level forward key and, if tls is not nil, the last gate's [gate.tls]
+// table set.
+func distgateText(f *config.File, forward string, tls *config.TLS) (string, error) {
+	f.Forward = forward
+	if tls != nil {
+		f.Gate[len(f.Gate)-1].TLS = *tls
 	}
-	if len(tls) > 0 && len(c.Gate) > 0 {
-		md, err := toml.Decode(strings.Join(tls, "\n"), &c.Gate[len(c.Gate)-1].TLS)
-		if err != nil {
-			return "", fmt.Errorf("tls keys %q: %w", tls, err)
-		}
-		if un := md.Undecoded(); len(un) > 0 {
-			return "", fmt.Errorf("tls keys %q: %v is not a key of [gate.tls]", tls, un)
-		}
-	}
-	b, err := c.Encode()
+	b, err := f.Encode()
 	if err != nil {
 		return "", fmt.Errorf("encode distgate config: %w", err)
 	}

@@ -43,6 +43,9 @@ func (b *backend) Status() admin.Status {
 	st := admin.Status{Version: version.String(), PID: os.Getpid(), Config: b.config, Started: b.started, Time: time.Now()}
 	for i, g := range b.gates {
 		s := g.Status()
+		if s.Path == "tls" {
+			s.Path = "user" // a terminating gate forwards in user space; its conns say tls
+		}
 		gs := admin.GateStatus{Name: s.Name, Listen: b.listen[i], Upstream: s.Upstream, Forward: s.Path, TLS: b.tls[i],
 			Bans: admin.BansOf(s.Bans), LimiterSources: s.LimiterSources,
 			BanTable: admin.BanTable{Active: len(s.Bans), Failures: s.BanFailures, Records: s.BanRecords, Max: policy.DefaultMaxBanSources}}
