@@ -633,6 +633,8 @@ func compileGate(g *Gate, where string, drain time.Duration, level zerolog.Level
 			SetupTimeout:      g.SetupTimeout.Duration,
 			Cookie:            []byte(cookie),
 			Ban:               ban,
+			TLS:               gt.Mode,
+			TLSConfig:         gt.Config,
 		},
 		Cookie: cookie,
 		TLS:    gt,

@@ -6,6 +6,20 @@ import (
 	"strings"
 )
 
+// Reload reads the configuration again (Load) and checks that it can be
+// applied to a process running cur (RestartRequired). It touches nothing
+// running, so it may run beside the serving loop.
+func Reload(cur *Config, path string, environ []string) (*Config, error) {
+	next, err := Load(path, environ)
+	if err != nil {
+		return nil, err
+	}
+	if err := RestartRequired(cur, next); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
 // RestartRequired reports what in next cannot be applied to a process
 // running cur without a restart: the set of gates (by position and name),
 // a gate's listen or upstream address or TLS mode, the forwarding path,

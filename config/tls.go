@@ -6,36 +6,28 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/distgate/distgate/internal/safefile"
+	"github.com/distgate/distgate/proxy"
 )
 
-// TLSMode is what a gate does with TLS (design: TLS distribution).
-type TLSMode uint8
+// TLSMode is what a gate does with TLS (design: TLS distribution); the
+// proxy's own type, so that Settings carry it as compiled.
+type TLSMode = proxy.TLSMode
 
+// The modes.
 const (
 	// TLSOff: a TLS record as first bytes is bad_handshake.
-	TLSOff TLSMode = iota
+	TLSOff = proxy.TLSOff
 	// TLSTerminate: the gate is the TLS server and reads the handshake
 	// inside.
-	TLSTerminate
+	TLSTerminate = proxy.TLSTerminate
 	// TLSPassthrough: the gate reads the ClientHello, decides on source,
 	// limits and SNI, and forwards the bytes unchanged.
-	TLSPassthrough
+	TLSPassthrough = proxy.TLSPassthrough
 )
-
-func (m TLSMode) String() string {
-	switch m {
-	case TLSOff:
-		return "off"
-	case TLSTerminate:
-		return "terminate"
-	case TLSPassthrough:
-		return "passthrough"
-	}
-	return "unknown"
-}
 
 // GateTLS is a gate's compiled [gate.tls].
 type GateTLS struct {
@@ -85,7 +77,11 @@ func compileTLS(t *TLS) (GateTLS, []string, []error) {
 		return gt, nil, errs
 	}
 
-	cfg := &tls.Config{}
+	// No session tickets: every connection is a full handshake, so a
+	// client certificate is verified against the client_ca in force, and
+	// its identity read from it, every time. (OTP 25 clients do not offer
+	// tickets anyway.)
+	cfg := &tls.Config{SessionTicketsDisabled: true}
 	if t.MinVersion == "" {
 		t.MinVersion = "1.2"
 	}
@@ -147,7 +143,9 @@ func compileTLS(t *TLS) (GateTLS, []string, []error) {
 // certWarnings are the reasons an OTP client would refuse the gate's
 // certificate (erlang-dist-facts.md §12.4): the client checks the host part
 // of the node name it dials as a DNS name, so a certificate with only an IP
-// SAN, or only a CN, fails with hostname_check_failed.
+// SAN, or only a CN, fails with hostname_check_failed; an extended key
+// usage that leaves out serverAuth fails its path validation; and a
+// certificate out of its validity period fails too.
 func certWarnings(path string, leaf *x509.Certificate, now time.Time) []string {
 	if leaf == nil {
 		return nil
@@ -155,6 +153,9 @@ func certWarnings(path string, leaf *x509.Certificate, now time.Time) []string {
 	var w []string
 	if len(leaf.DNSNames) == 0 {
 		w = append(w, fmt.Sprintf("tls.cert: %q has no DNS name (SAN); OTP clients check the host part of the node name they dial as a DNS name, so an IP SAN or a CN alone fails with hostname_check_failed (for an IP, add it as a DNS SAN too)", path))
+	}
+	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		w = append(w, fmt.Sprintf("tls.cert: %q has an extended key usage without serverAuth; OTP clients refuse it as a server certificate", path))
 	}
 	if now.After(leaf.NotAfter) {
 		w = append(w, fmt.Sprintf("tls.cert: %q expired at %s", path, leaf.NotAfter.UTC().Format(time.RFC3339)))

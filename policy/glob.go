@@ -42,10 +42,15 @@ func CompileGlob(pattern string) (Glob, error) {
 func (g Glob) String() string { return g.pat }
 
 // Match reports whether name matches the whole pattern. It does not allocate.
-func (g Glob) Match(name []byte) bool {
-	p, n := g.pat, name
+func (g Glob) Match(name []byte) bool { return match(g.pat, name) }
+
+// MatchString is Match for a string (a certificate's names, a server name).
+func (g Glob) MatchString(name string) bool { return match(g.pat, name) }
+
+func match[T string | []byte](p string, n T) bool {
 	// Classic backtracking over the last '*': linear in practice, and
-	// O(len(p)*len(n)) at worst, with both under 256 bytes.
+	// O(len(p)*len(n)) at worst: node and server names are under 256
+	// bytes, and a certificate's names come from a CA the gate trusts.
 	starP, starN := -1, 0
 	pi, ni := 0, 0
 	for ni < len(n) {

@@ -126,6 +126,9 @@ func TestGlobMatch(t *testing.T) {
 		if got := g.Match([]byte(tt.name)); got != tt.want {
 			t.Errorf("Glob(%q).Match(%q) = %v, want %v", tt.pattern, tt.name, got, tt.want)
 		}
+		if got := g.MatchString(tt.name); got != tt.want {
+			t.Errorf("Glob(%q).MatchString(%q) = %v, want %v", tt.pattern, tt.name, got, tt.want)
+		}
 	}
 }
 

@@ -15,6 +15,8 @@ const (
 	TooManyHandshakes
 	HandshakeTimeout
 	BadHandshake
+	TLSFailed
+	IdentityNotAllowed
 	MissingFlags
 	NameNotAllowed
 	UpstreamUnreachable
@@ -33,6 +35,8 @@ var reasonNames = [numReasons]string{
 	TooManyHandshakes:     "too_many_handshakes",
 	HandshakeTimeout:      "handshake_timeout",
 	BadHandshake:          "bad_handshake",
+	TLSFailed:             "tls_failed",
+	IdentityNotAllowed:    "identity_not_allowed",
 	MissingFlags:          "missing_flags",
 	NameNotAllowed:        "name_not_allowed",
 	UpstreamUnreachable:   "upstream_unreachable",
@@ -53,6 +57,6 @@ func (r Reason) String() string {
 // ban comes while it is still being decided), for pre-creating metric series.
 func DenyReasons() []Reason {
 	return []Reason{SourceNotAllowed, Banned, TooManyConns, TooManyConnsPerSource, RateLimited,
-		TooManyHandshakes, HandshakeTimeout, BadHandshake, MissingFlags, NameNotAllowed,
+		TooManyHandshakes, HandshakeTimeout, BadHandshake, TLSFailed, IdentityNotAllowed, MissingFlags, NameNotAllowed,
 		UpstreamUnreachable, Revoked, Shutdown}
 }

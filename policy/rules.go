@@ -112,6 +112,43 @@ func (e *Entry) matchesName(name []byte, nameMe bool) bool {
 	return false
 }
 
+// matchesIdentity reports whether the entry admits a client whose verified
+// certificate carries ids (its subject CN and its DNS, URI and email SANs).
+// An entry without identities admits any certificate the gate accepted, and
+// a connection without one; an entry with identities needs one of them to
+// match one of ids.
+func (e *Entry) matchesIdentity(ids []string) bool {
+	if len(e.Identities) == 0 {
+		return true
+	}
+	for _, g := range e.Identities {
+		for _, id := range ids {
+			if g.MatchString(id) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// matchesSNI reports whether the entry admits a TLS ClientHello with this
+// server name ("" for none): an entry without sni admits any, one with sni
+// only a name that one of them matches.
+func (e *Entry) matchesSNI(sni string) bool {
+	if len(e.SNI) == 0 {
+		return true
+	}
+	if sni == "" {
+		return false
+	}
+	for _, g := range e.SNI {
+		if g.MatchString(sni) {
+			return true
+		}
+	}
+	return false
+}
+
 // Rules is the part of a gate's policy that says who may pass. It is
 // immutable once built and safe for concurrent use; a reload builds new Rules.
 type Rules struct {
@@ -137,11 +174,21 @@ func (r *Rules) SourceAllowed(a netip.Addr) bool {
 // Check decides on a connection from a whose first message has the given tag,
 // flags and name, in design order: the source must still be listed (a reload
 // may have removed it), then the flags (MissingFlags), then the name against
-// the entries that list a (NameNotAllowed).
+// the entries that list a (NameNotAllowed). It is CheckAs for a connection
+// without a client certificate.
 func (r *Rules) Check(a netip.Addr, tag byte, flags uint64, name []byte) Reason {
+	return r.CheckAs(a, nil, tag, flags, name)
+}
+
+// CheckAs is Check for a client whose verified certificate carries ids
+// (TLS terminated at the gate; nil: no certificate). The entry that admits
+// must list the source, admit the certificate (IdentityNotAllowed if no
+// entry that lists the source does) and admit the name: an identity only
+// opens the names of the entries that list it.
+func (r *Rules) CheckAs(a netip.Addr, ids []string, tag byte, flags uint64, name []byte) Reason {
 	a = a.Unmap().WithZone("")
-	if !r.SourceAllowed(a) {
-		return SourceNotAllowed
+	if rr := r.CheckIdentity(a, ids); rr != Admitted {
+		return rr
 	}
 	if !r.Require.Satisfied(tag, flags) {
 		return MissingFlags
@@ -149,7 +196,45 @@ func (r *Rules) Check(a netip.Addr, tag byte, flags uint64, name []byte) Reason 
 	nameMe := tag == wire.TagNew && flags&wire.FlagNameMe != 0
 	for i := range r.Allow {
 		e := &r.Allow[i]
-		if e.coversSource(a) && e.matchesName(name, nameMe) {
+		if e.coversSource(a) && e.matchesIdentity(ids) && e.matchesName(name, nameMe) {
+			return Admitted
+		}
+	}
+	return NameNotAllowed
+}
+
+// CheckIdentity decides, right after a TLS handshake and before the first
+// message is read, whether a client from a whose verified certificate
+// carries ids may go on: some entry that lists a must admit the
+// certificate (design.md, TLS distribution), else IdentityNotAllowed.
+func (r *Rules) CheckIdentity(a netip.Addr, ids []string) Reason {
+	a = a.Unmap().WithZone("")
+	if !r.SourceAllowed(a) {
+		return SourceNotAllowed
+	}
+	for i := range r.Allow {
+		e := &r.Allow[i]
+		if e.coversSource(a) && e.matchesIdentity(ids) {
+			return Admitted
+		}
+	}
+	return IdentityNotAllowed
+}
+
+// CheckSNI decides on a connection from a to a passthrough gate whose
+// ClientHello named the server sni ("" for none): some entry that lists a
+// must admit the name, else NameNotAllowed (the server name is the only
+// name a passthrough gate sees: the target node's host part, §12.3). It is
+// matched as sent, byte for byte, as node names are: a client sends the
+// host part of the node name exactly as written.
+func (r *Rules) CheckSNI(a netip.Addr, sni string) Reason {
+	a = a.Unmap().WithZone("")
+	if !r.SourceAllowed(a) {
+		return SourceNotAllowed
+	}
+	for i := range r.Allow {
+		e := &r.Allow[i]
+		if e.coversSource(a) && e.matchesSNI(sni) {
 			return Admitted
 		}
 	}

@@ -361,7 +361,7 @@ func TestReasons(t *testing.T) {
 		}
 		seen[s] = true
 	}
-	for _, want := range []string{"source_not_allowed", "missing_flags", "name_not_allowed", "rate_limited"} {
+	for _, want := range []string{"source_not_allowed", "missing_flags", "name_not_allowed", "rate_limited", "tls_failed", "identity_not_allowed"} {
 		if !seen[want] {
 			t.Errorf("DenyReasons lacks %q", want)
 		}
@@ -390,5 +390,118 @@ func BenchmarkRulesCheck(b *testing.B) {
 		if r.Check(a, 'N', hiddenFlags, name) != Admitted {
 			b.Fatal("not admitted")
 		}
+	}
+}
+
+// withIDs returns e with identity globs.
+func withIDs(t testing.TB, e Entry, ids ...string) Entry {
+	t.Helper()
+	for _, id := range ids {
+		e.Identities = append(e.Identities, mustGlob(t, id))
+	}
+	return e
+}
+
+// withSNI returns e with SNI globs.
+func withSNI(t testing.TB, e Entry, names ...string) Entry {
+	t.Helper()
+	for _, n := range names {
+		e.SNI = append(e.SNI, mustGlob(t, n))
+	}
+	return e
+}
+
+// Identities: an entry with identities admits only a certificate one of
+// them matches (CN or any SAN); the names an identity opens are only those
+// of its own entries.
+func TestCheckIdentity(t *testing.T) {
+	r := &Rules{Require: RequireOTP25, Allow: []Entry{
+		withIDs(t, entry(t, []string{"10.0.0.0/8"}, "rem-*@*"), "rem@ops", "*.ops.example"),
+		withIDs(t, entry(t, []string{"10.0.0.0/8"}, "rpc-*@*"), "ci@build"),
+		entry(t, []string{"192.168.0.0/16"}), // no identities: any certificate, any name
+	}}
+	ops := []string{"rem@ops"}
+	sanOnly := []string{"", "laptop.ops.example", "mailto:x"} // no CN: a SAN matches
+	ci := []string{"ci@build", "ci.example"}
+	stranger := []string{"someone@else", "urn:x"}
+	tests := []struct {
+		name string
+		addr string
+		ids  []string
+		node string
+		pre  Reason // CheckIdentity
+		want Reason // CheckAs
+	}{
+		{"cn opens its names", "10.1.2.3", ops, "rem-ab12-app@h", Admitted, Admitted},
+		{"a dns san matches", "10.1.2.3", sanOnly, "rem-ab12-app@h", Admitted, Admitted},
+		{"not the other entry's names", "10.1.2.3", ops, "rpc-ab12-app@h", Admitted, NameNotAllowed},
+		{"the other identity, its names", "10.1.2.3", ci, "rpc-ab12-app@h", Admitted, Admitted},
+		{"the other identity, not rem", "10.1.2.3", ci, "rem-ab12-app@h", Admitted, NameNotAllowed},
+		{"no identity matches", "10.1.2.3", stranger, "rem-ab12-app@h", IdentityNotAllowed, IdentityNotAllowed},
+		{"no certificate", "10.1.2.3", nil, "rem-ab12-app@h", IdentityNotAllowed, IdentityNotAllowed},
+		{"entry without identities", "192.168.1.1", stranger, "any@h", Admitted, Admitted},
+		{"entry without identities, no cert", "192.168.1.1", nil, "any@h", Admitted, Admitted},
+		{"source not listed", "172.16.0.1", ops, "rem-ab12-app@h", SourceNotAllowed, SourceNotAllowed},
+	}
+	for _, tt := range tests {
+		a := addr(t, tt.addr)
+		if got := r.CheckIdentity(a, tt.ids); got != tt.pre {
+			t.Errorf("%s: CheckIdentity = %v, want %v", tt.name, got, tt.pre)
+		}
+		if got := r.CheckAs(a, tt.ids, 'N', hiddenFlags, []byte(tt.node)); got != tt.want {
+			t.Errorf("%s: CheckAs = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	// Flags are still checked after the identity.
+	if got := r.CheckAs(addr(t, "10.1.2.3"), ops, 'n', scannerFlags, []byte("rem-ab12-app@h")); got != MissingFlags {
+		t.Errorf("scanner flags with a good identity: %v, want missing_flags", got)
+	}
+	// Check is CheckAs without a certificate.
+	if got := r.Check(addr(t, "10.1.2.3"), 'N', hiddenFlags, []byte("rem-ab12-app@h")); got != IdentityNotAllowed {
+		t.Errorf("Check on an identities entry: %v, want identity_not_allowed", got)
+	}
+}
+
+// SNI: an entry with sni admits only a matching server name; no server
+// name passes only entries without sni. Matched as sent.
+func TestCheckSNI(t *testing.T) {
+	r := &Rules{Allow: []Entry{
+		withSNI(t, entry(t, []string{"10.0.0.0/8"}), "gate.lab", "*.example.com"),
+		entry(t, []string{"192.168.0.0/16"}),
+	}}
+	tests := []struct {
+		addr, sni string
+		want      Reason
+	}{
+		{"10.0.0.1", "gate.lab", Admitted},
+		{"10.0.0.1", "node1.example.com", Admitted},
+		{"10.0.0.1", "example.com", NameNotAllowed},
+		{"10.0.0.1", "GATE.LAB", NameNotAllowed},
+		{"10.0.0.1", "127.0.0.1", NameNotAllowed},
+		{"10.0.0.1", "", NameNotAllowed},
+		{"192.168.0.1", "", Admitted},
+		{"192.168.0.1", "anything.at.all", Admitted},
+		{"::ffff:10.0.0.1", "gate.lab", Admitted},
+		{"172.16.0.1", "gate.lab", SourceNotAllowed},
+	}
+	for _, tt := range tests {
+		if got := r.CheckSNI(addr(t, tt.addr), tt.sni); got != tt.want {
+			t.Errorf("CheckSNI(%s, %q) = %v, want %v", tt.addr, tt.sni, got, tt.want)
+		}
+	}
+}
+
+func TestCheckAsDoesNotAllocate(t *testing.T) {
+	r := &Rules{Require: RequireOTP25, Allow: []Entry{withIDs(t, entry(t, []string{"10.0.0.0/8"}, "rem-*@*"), "rem@ops")}}
+	a := addr(t, "10.1.2.3")
+	ids := []string{"rem@ops", "ops.example"}
+	name := []byte("rem-ab12-app@h")
+	allocs := testing.AllocsPerRun(100, func() {
+		if r.CheckAs(a, ids, 'N', hiddenFlags, name) != Admitted {
+			t.Fatal("not admitted")
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("CheckAs allocates %v times per run, want 0", allocs)
 	}
 }

@@ -47,7 +47,7 @@ func (g *Gate) take(ctx context.Context, p *pending, bo *backoff) {
 	adm, r := g.admit(p.peer.Addr(), s, start)
 	if r != policy.Admitted {
 		p.drop(s.Reset)
-		g.denied(p.peer, r, start, nil, nil)
+		g.denied(p.peer, r, start, nil, nil, &tlsFields{mode: s.TLS})
 		bo.reset()
 		return
 	}
@@ -71,7 +71,7 @@ func (g *Gate) take(ctx context.Context, p *pending, bo *backoff) {
 	// it whatever it is doing.
 	ss := g.track(c, p.peer, start)
 	adm.live = ss
-	go g.serve(&conn{client: c, peer: p.peer, start: start, s: s, adm: adm.move(), ss: ss})
+	go g.serve(&conn{client: c, peer: p.peer, start: start, s: s, adm: adm.move(), ss: ss, tls: tlsFields{mode: s.TLS}})
 }
 
 // admit runs steps 1–4 on src under s: the allowlist and the bans, the

@@ -21,11 +21,12 @@ const banEvery = time.Second
 
 // banFailure reports whether a denial counts towards a ban of its source:
 // the source passed the checks at accept and then sent what no genuine
-// client sends, or nothing at all. (Outcome auth_failed counts too; see
+// client sends, or nothing at all, or a certificate the gate refuses. (Outcome auth_failed counts too; see
 // Gate.watched.)
 func banFailure(r policy.Reason) bool {
 	switch r {
-	case policy.BadHandshake, policy.MissingFlags, policy.NameNotAllowed, policy.HandshakeTimeout:
+	case policy.BadHandshake, policy.MissingFlags, policy.NameNotAllowed, policy.HandshakeTimeout,
+		policy.TLSFailed, policy.IdentityNotAllowed:
 		return true
 	}
 	return false

@@ -52,7 +52,7 @@ func TestBanAfterFailures(t *testing.T) {
 
 	// Three kinds of failure from .3: a TLS record, the scanner probe,
 	// silence.
-	for _, send := range [][]byte{{0x16, 0x03, 0x01, 0x00, 0x05}, scannerHello, nil} {
+	for _, send := range [][]byte{{0x16, 0x03, 0x01, 0x00, 0x05}, wire.ScannerProbe, nil} {
 		c := dialFrom(t, "127.0.0.3", h.addr)
 		if send != nil {
 			write(t, c, send)

@@ -1,7 +1,9 @@
 // Package proxy owns distgate's sockets: the accept loop of each gate, the
-// exact read of the first handshake message under a deadline, the dial to
-// the upstream node, the watch of the rest of the handshake to its outcome,
-// and the hand-over of the two raw TCP connections to a forward.Forwarder.
+// exact read of the first handshake message under a deadline (inside TLS
+// on a terminating gate), the dial to the upstream node, the watch of the
+// rest of the handshake to its outcome, and the hand-over of the two raw
+// TCP connections to a forward.Forwarder (or, for a terminated TLS
+// connection, to the gate's own user-space copy).
 // Decisions are delegated to package policy, the handshake's judgement to
 // wire.Watch.
 //
@@ -13,9 +15,14 @@
 //	             connection holds
 //	conn.go      one connection's life, top to bottom: the first message,
 //	             flags, name, dial, the first message upstream, the
-//	             handshake watch, forwarding, the end
+//	             handshake watch, forwarding, the end; and the TLS
+//	             gates' own steps (terminate, passthrough)
+//	tls.go       TLS at the gate: the first flight read exactly, the TLS
+//	             handshake, the client certificate's identities, and the
+//	             user-space forwarding of a terminated pair (path tls)
 //	watch.go     the handshake watch: both directions frame by frame to
-//	             the node's 'a' (or another outcome)
+//	             the node's 'a' (or another outcome), re-framed between a
+//	             TLS client's 4-byte frames and the node's 2-byte ones
 //	sessions.go  live connections: revocation, the drain, byte counts
 //	bans.go      failures, bans, and the methods the admin socket uses
 //	logging.go   denied, admitted, handshake and closed lines, and denial

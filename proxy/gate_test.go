@@ -19,10 +19,6 @@ import (
 	"github.com/distgate/distgate/wire"
 )
 
-// scannerHello is the CouchDB-era scanner probe: a legacy 'n' message without
-// the OTP 25 mandatory flags.
-var scannerHello = []byte("\x00\x15n\x00\x07\x00\x03\x49\x9cAAAAAA@AAAAAAA")
-
 func TestAdmittedConversation(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t, "127.0.0.1:0")
@@ -254,7 +250,7 @@ func TestBadFirstMessages(t *testing.T) {
 		{name: "half a message then stall", send: hello(t, "a@h")[:10], reason: "handshake_timeout", slow: true},
 		{name: "length 0xffff", send: tooLong, reason: "bad_handshake", errPart: "over the cap"},
 		{name: "TLS record", send: tls, reason: "bad_handshake", reset: true, errPart: "TLS"},
-		{name: "scanner probe", send: scannerHello, reason: "missing_flags", node: "AAAAAA@AAAAAAA"},
+		{name: "scanner probe", send: wire.ScannerProbe, reason: "missing_flags", node: "AAAAAA@AAAAAAA"},
 		{name: "name not allowed", send: hello(t, "evil@127.0.0.1"), reason: "name_not_allowed", node: "evil@127.0.0.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,8 +23,9 @@ import (
 )
 
 // denied counts a denial and logs it, subject to per-source sampling, which
-// is decided before anything is formatted.
-func (g *Gate) denied(peer netip.AddrPort, r policy.Reason, start time.Time, h *wire.Handshake, err error) {
+// is decided before anything is formatted. tf says what the line says about
+// TLS.
+func (g *Gate) denied(peer netip.AddrPort, r policy.Reason, start time.Time, h *wire.Handshake, err error, tf *tlsFields) {
 	g.obs.Decided(r, time.Since(start))
 	if !g.sample.allow(peer.Addr()) {
 		return
@@ -33,7 +34,7 @@ func (g *Gate) denied(peer netip.AddrPort, r policy.Reason, start time.Time, h *
 	if ev == nil {
 		return
 	}
-	ev = withRemote(ev, peer).Str("reason", r.String())
+	ev = tf.add(withRemote(ev, peer).Str("reason", r.String()))
 	if h != nil {
 		ev = logHandshake(ev, h)
 	}
@@ -46,10 +47,18 @@ func (g *Gate) denied(peer netip.AddrPort, r policy.Reason, start time.Time, h *
 	ev.Msg("denied")
 }
 
-// logAdmitted writes the admitted line: who, what the first message said,
-// and where it goes.
+// logAdmitted writes the admitted line: who, what the first message said
+// (h; nil on a passthrough gate, which sees none), and where it goes.
 func (g *Gate) logAdmitted(c *conn, h *wire.Handshake) {
-	logHandshake(withRemote(g.log().Info(), c.peer), h).Str("upstream", g.upstream).Msg("admitted")
+	ev := g.log().Info()
+	if ev == nil {
+		return
+	}
+	ev = c.tls.add(withRemote(ev, c.peer))
+	if h != nil {
+		ev = logHandshake(ev, h)
+	}
+	ev.Str("upstream", g.upstream).Msg("admitted")
 }
 
 // logOutcome writes the handshake line: the watch's outcome, the node's
@@ -62,7 +71,7 @@ func (g *Gate) logOutcome(c *conn, wr watchResult) {
 		return
 	}
 	o := wr.step.Outcome
-	ev = withRemote(ev, c.peer).Str("node", c.ss.nodeName()).Str("outcome", o.String())
+	ev = c.tls.add(withRemote(ev, c.peer)).Str("node", c.ss.nodeName()).Str("outcome", o.String())
 	if o == wire.OutcomeRefused {
 		ev = ev.Str("status", wr.status)
 	}
@@ -78,14 +87,18 @@ func (g *Gate) logOutcome(c *conn, wr watchResult) {
 // each way (in: client to node), how long it lived, its handshake's
 // outcome, the forwarding path if it got that far and, if it did not end
 // by itself, why (CloseReason: the reason it was stopped, or the outcome
-// of a handshake that failed).
+// of a handshake that failed). A passthrough connection has no node name
+// and no outcome: neither is logged.
 func (g *Gate) logClosed(c *conn, res forward.Result, r policy.Reason, o wire.Outcome) {
 	ev := g.log().Info()
 	if ev == nil {
 		return
 	}
-	ev = withRemote(ev, c.peer).Str("node", c.ss.nodeName()).Str("upstream", g.upstream).
-		Int64("bytes_in", res.In).Int64("bytes_out", res.Out).Dur("dur", time.Since(c.start))
+	ev = c.tls.add(withRemote(ev, c.peer))
+	if node := c.ss.nodeName(); node != "" {
+		ev = ev.Str("node", node)
+	}
+	ev = ev.Str("upstream", g.upstream).Int64("bytes_in", res.In).Int64("bytes_out", res.Out).Dur("dur", time.Since(c.start))
 	if o != wire.OutcomePending {
 		ev = ev.Str("outcome", o.String())
 	}
@@ -117,6 +130,34 @@ func (g *Gate) logSuppressed() {
 		ev = ev.Bool("estimated", true)
 	}
 	ev.Msg("denials suppressed")
+}
+
+// tlsFields are what a connection's lines say about TLS (design.md, Logs):
+// on a gate whose mode is not off, tls (the mode); identity (the verified
+// client certificate's CN, or its first SAN when it has no CN) once a
+// terminating gate has one; sni (the server name) once a passthrough gate
+// has read one.
+type tlsFields struct {
+	mode     TLSMode
+	identity string
+	sni      string
+}
+
+// add adds the fields to ev. Identities and server names are strings from
+// a verified certificate or a parsed ClientHello (visible ASCII);
+// zerolog escapes them for JSON.
+func (f *tlsFields) add(ev *zerolog.Event) *zerolog.Event {
+	if f == nil || f.mode == TLSOff {
+		return ev
+	}
+	ev = ev.Str("tls", f.mode.String())
+	if f.identity != "" {
+		ev = ev.Str("identity", f.identity)
+	}
+	if f.sni != "" {
+		ev = ev.Str("sni", f.sni)
+	}
+	return ev
 }
 
 // withRemote adds the peer's address:port without allocating a string.

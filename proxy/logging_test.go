@@ -60,10 +60,10 @@ func TestDeniedAtDisabledLevelCostsNothing(t *testing.T) {
 	g := NewGate(Config{Name: "g", Upstream: "127.0.0.1:1", Settings: s, Log: zerolog.New(io.Discard).Hook(&built)})
 	peer := netip.MustParseAddrPort("192.0.2.1:4000")
 	start := time.Now()
-	g.denied(peer, policy.SourceNotAllowed, start, nil, io.EOF) // grows the sampler's map
+	g.denied(peer, policy.SourceNotAllowed, start, nil, io.EOF, nil) // grows the sampler's map
 	if n := testing.AllocsPerRun(200, func() {
 		g.sample.reset() // so sampling lets every line through to the level check
-		g.denied(peer, policy.SourceNotAllowed, start, nil, io.EOF)
+		g.denied(peer, policy.SourceNotAllowed, start, nil, io.EOF, nil)
 	}); n != 0 {
 		t.Errorf("a denial at a disabled level allocates %v times, want 0", n)
 	}
@@ -72,7 +72,7 @@ func TestDeniedAtDisabledLevelCostsNothing(t *testing.T) {
 	}
 	g.Update(&Settings{Rules: s.Rules, LogLevel: zerolog.InfoLevel})
 	g.sample.reset()
-	g.denied(peer, policy.SourceNotAllowed, start, nil, io.EOF)
+	g.denied(peer, policy.SourceNotAllowed, start, nil, io.EOF, nil)
 	if built != 1 {
 		t.Errorf("%d events built after Update to info, want 1", built)
 	}
@@ -160,7 +160,7 @@ func TestSuppressedLineSaysEstimated(t *testing.T) {
 	g := NewGate(Config{Name: "g", Upstream: "127.0.0.1:1", Settings: settings(rules(policy.RequireOTP25)), Log: zerolog.New(lb)})
 	start := time.Now()
 	for i := range 5000 {
-		g.denied(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1), policy.SourceNotAllowed, start, nil, nil)
+		g.denied(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1), policy.SourceNotAllowed, start, nil, nil, nil)
 	}
 	g.logSuppressed()
 	e := lb.waitFor(t, "denials suppressed", nil)

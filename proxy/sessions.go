@@ -32,7 +32,10 @@ type session struct {
 	decided bool
 	tag     byte
 	flags   uint64
-	name    string // the name the rules were checked against: host only for a dynamic name
+	name    string   // the name the rules were checked against: host only for a dynamic name
+	mode    TLSMode  // the gate's TLS mode: which rules decide (admittedBy)
+	ids     []string // terminate: the verified client certificate's names
+	sni     string   // passthrough: the server name
 
 	// pre counts the bytes written before the forwarder took the pair: the
 	// first message and the handshake frames forwarded by the watch.
@@ -45,7 +48,7 @@ type session struct {
 	watching bool               // in the handshake watch
 	outcome  wire.Outcome       // the watch's outcome, once it has one
 	h        forward.Handle     // set once the forwarder has the pair; it owns both sockets then
-	path     string             // the forwarder's path, once it has the pair (see forwardPath)
+	path     string             // how the pair is forwarded, once it is (see forwardPath)
 	why      policy.Reason      // why it was stopped; Admitted while it runs
 	reported progress           // bytes already handed to the Observer
 }
@@ -88,11 +91,21 @@ func (g *Gate) forget(ss *session) {
 func (g *Gate) notAdmittedBy(s *Settings) []*session {
 	var out []*session
 	for ss := range g.live {
-		if ss.decided && s.Rules.Check(ss.peer.Addr(), ss.tag, ss.flags, []byte(ss.name)) != policy.Admitted {
+		if ss.decided && ss.admittedBy(s.Rules) != policy.Admitted {
 			out = append(out, ss)
 		}
 	}
 	return out
+}
+
+// admittedBy decides an admitted session again under r, as it was decided:
+// on its server name on a passthrough gate, else on its first message and
+// its certificate's identity (if any). g.mu is held.
+func (ss *session) admittedBy(r *policy.Rules) policy.Reason {
+	if ss.mode == TLSPassthrough {
+		return r.CheckSNI(ss.peer.Addr(), ss.sni)
+	}
+	return r.CheckAs(ss.peer.Addr(), ss.ids, ss.tag, ss.flags, []byte(ss.name))
 }
 
 // snapshot returns the live sessions.
@@ -167,22 +180,22 @@ func (ss *session) watched(o wire.Outcome, node []byte) {
 	}
 }
 
-// forward hands p to f unless the session was stopped first (errStopped:
-// then the stopper closes both sockets). It holds ss.mu across Start, so a
-// stop either comes first and closes the sockets itself, or comes after
-// and goes through the Handle: the sockets are never closed under the
-// forwarder's feet.
-func (ss *session) forward(f forward.Forwarder, p forward.Pair, done func(forward.Result)) error {
+// forward starts forwarding the pair with start unless the session was
+// stopped first (errStopped: then the stopper closes both sockets); path
+// names how. It holds ss.mu across start, so a stop either comes first and
+// closes the sockets itself, or comes after and goes through the Handle:
+// the sockets are never closed under the forwarder's feet.
+func (ss *session) forward(path string, start func() (forward.Handle, error)) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.why != policy.Admitted {
 		return errStopped
 	}
-	h, err := f.Start(p, done)
+	h, err := start()
 	if err != nil {
 		return err
 	}
-	ss.h, ss.path = h, f.Path()
+	ss.h, ss.path = h, path
 	return nil
 }
 
@@ -259,6 +272,10 @@ func (ss *session) reason() policy.Reason {
 type progress struct{ in, out int64 }
 
 // reportProgress reports the bytes live sessions moved since the last call.
+// A terminated connection's counts are plaintext, the node's side
+// (design.md, TLS distribution): its pair's own counts, which move with
+// every read, plus what the handshake moved; the client socket's counters
+// would count TLS records.
 func (g *Gate) reportProgress() {
 	for _, ss := range g.snapshot() {
 		ss.mu.Lock()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,6 +43,48 @@ type Settings struct {
 	// Ban says when a source that keeps failing is banned (design.md,
 	// Bans). The zero value bans nothing.
 	Ban policy.BanRules
+	// TLS is what the gate does with TLS (design.md, TLS distribution).
+	// It is fixed for the life of a gate: a reload that would change it is
+	// refused before it reaches Update, so every connection of a gate is
+	// handled the same way.
+	TLS TLSMode
+	// TLSConfig is the server side for TLSTerminate: certificate, key,
+	// minimum version and, with a client CA, RequireAndVerifyClientCert.
+	// Nil for the other modes. A connection uses the one of the settings
+	// it was accepted under, so a reload with a renewed certificate serves
+	// it to new connections while live ones go on. Never modified once
+	// handed to a Gate.
+	TLSConfig *tls.Config
+}
+
+// TLSMode is what a gate does with TLS.
+type TLSMode uint8
+
+const (
+	// TLSOff: plain TCP distribution only; a TLS record as the first
+	// bytes is bad_handshake.
+	TLSOff TLSMode = iota
+	// TLSTerminate: the gate is the TLS server for -proto_dist inet_tls
+	// clients, decides on the handshake inside, and speaks plain TCP
+	// distribution to the node (erlang-dist-facts.md §12).
+	TLSTerminate
+	// TLSPassthrough: the gate reads the ClientHello, decides on the
+	// source, the limits and the server name, and forwards the bytes
+	// unchanged to a node that runs TLS distribution itself.
+	TLSPassthrough
+)
+
+// String returns the mode as configured and logged.
+func (m TLSMode) String() string {
+	switch m {
+	case TLSOff:
+		return "off"
+	case TLSTerminate:
+		return "terminate"
+	case TLSPassthrough:
+		return "passthrough"
+	}
+	return "unknown"
 }
 
 func (s *Settings) handshakeTimeout() time.Duration {

@@ -16,7 +16,7 @@ import (
 type Status struct {
 	Name     string
 	Upstream string
-	Path     string // how admitted connections are forwarded: user or kernel
+	Path     string // how admitted connections are forwarded: user, kernel, or tls on a terminating gate
 	// Conns are the admitted connections, oldest first.
 	Conns []ConnStatus
 	// Bans are the bans in force, soonest to end first.
@@ -47,6 +47,9 @@ type ConnStatus struct {
 // Status returns a snapshot of the gate.
 func (g *Gate) Status() Status {
 	st := Status{Name: g.name, Upstream: g.upstream, Path: g.path}
+	if g.settings.Load().TLS == TLSTerminate {
+		st.Path = tlsPath
+	}
 	g.mu.Lock()
 	var live []*session
 	for ss := range g.live {

@@ -154,9 +154,16 @@ type watchResult struct {
 // written to up, until an outcome or the deadline. It returns with both
 // sockets' deadlines cleared after ok, and both sockets closed after any
 // other outcome. The bytes it forwards are added to the session's counts.
+//
+// On a terminating gate the client's side is its TLS session, with 4-byte
+// frames, and each frame is re-framed as it is forwarded (framed.send).
+// Deadlines are set on the sockets: a TLS session reads and writes through
+// its socket, and a read it gives up on a deadline (a temporary error)
+// leaves it usable.
 func (g *Gate) watch(c *conn, up *net.TCPConn, w *wire.Watch, deadline time.Time) watchResult {
+	side, hdr := c.side()
 	wt := &watcher{
-		client: newFramed(c.client, wire.HeaderTCP),
+		client: newFramed(side, hdr),
 		node:   newFramed(up, wire.HeaderTCP),
 		w:      w,
 	}
@@ -218,6 +225,11 @@ func (wt *watcher) pump(src, dst *framed, fromClient bool, sent *atomic.Int64) {
 			wt.mu.Unlock()
 			if st.Forward {
 				n, err := dst.send(frame, body, src.hdr)
+				if err == nil && !fromClient {
+					// Counted as the node sent it: a frame re-framed for
+					// a TLS client is 2 bytes longer in plaintext.
+					n = len(frame)
+				}
 				sent.Add(int64(n))
 				if err != nil && !st.Done() {
 					st = wt.closed(!fromClient, err)

@@ -167,7 +167,14 @@ func TestWatchDynamicName(t *testing.T) {
 	pass(t, u, c, append(namedFrame(t, "35YWUT0LH1JPU@127.0.0.1"), challengeFrame(t)...))
 	pass(t, c, u, replyFrame(t, testCookie))
 	pass(t, u, c, ackFrame(t))
-	if st := h.g.Status(); len(st.Conns) != 1 || st.Conns[0].Node != "35YWUT0LH1JPU@127.0.0.1" || st.Conns[0].Outcome != "ok" {
+	// The client has the 'a' before the gate records the outcome it
+	// forwarded: wait for it.
+	var st Status
+	waitUntil(t, "the outcome in Status", func() bool {
+		st = h.g.Status()
+		return len(st.Conns) == 1 && st.Conns[0].Outcome != "pending"
+	})
+	if len(st.Conns) != 1 || st.Conns[0].Node != "35YWUT0LH1JPU@127.0.0.1" || st.Conns[0].Outcome != "ok" {
 		t.Errorf("Status conns = %+v, want the granted name, outcome ok", st.Conns)
 	}
 	_ = c.Close()

@@ -11,6 +11,13 @@ export PATH="/usr/local/go/bin:$PATH"
 need=()
 command -v erl >/dev/null 2>&1 || need+=(erlang-base)
 command -v elixir >/dev/null 2>&1 || need+=(elixir)
+# TLS distribution: the ssl application (Debian splits it from erlang-base)
+# for -proto_dist inet_tls clients, and openssl for the README's commands.
+if ! command -v erl >/dev/null 2>&1 ||
+  ! erl -noshell -eval 'case code:lib_dir(ssl) of {error, _} -> halt(1); _ -> halt(0) end.' >/dev/null 2>&1; then
+  need+=(erlang-ssl)
+fi
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # systemd-analyze checks deploy/systemd/distgate.service offline.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
@@ -38,3 +45,5 @@ for target in FuzzParse FuzzParseNames FuzzFrames FuzzWatch; do
   echo "== fuzz $target (${FUZZTIME:=30s})"
   go test ./wire/ -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME"
 done
+echo "== fuzz tlshello FuzzParse ($FUZZTIME)"
+go test ./tlshello/ -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME"

@@ -2,6 +2,7 @@ package test
 
 import (
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -107,5 +108,64 @@ func TestElixirRelease(t *testing.T) {
 	}
 	if c := g.Count(testenv.Msg("admitted")); c != 3 {
 		t.Errorf("%d admitted lines, want 3 (rpc, remote and stop)", c)
+	}
+}
+
+// `bin/demo rpc` with a wrong RELEASE_COOKIE is outcome auth_failed: judged
+// by the node (which logs it) through a gate without cookie_file, and cut
+// at a gate with cookie_file before the node sees the reply; the right
+// cookie goes through that gate.
+func TestElixirReleaseWrongCookie(t *testing.T) {
+	t.Parallel()
+	root := testenv.Release(t, relName, filepath.Join("testdata", "release", "rel"))
+	bin := filepath.Join(root, "bin", relName)
+	p := testenv.AppPort(t)
+	dir := t.TempDir()
+	env := testenv.CleanEnv("HOME="+dir, "DIST_PORT="+strconv.Itoa(p), "RELEASE_TMP="+filepath.Join(dir, "tmp"),
+		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"))
+	node := testenv.Start(t, testenv.Cmd{Name: "release", Args: []string{bin, "start"}, Dir: dir, Env: env, Grace: 15 * time.Second})
+	if err := testenv.WaitPort(testenv.Addr("127.0.0.2", p), testenv.WaitTimeout, node); err != nil {
+		t.Fatal(err)
+	}
+	rpc := func(cookie string) (string, error) {
+		return testenv.Cmd{Args: []string{bin, "rpc", "IO.puts(node())"}, Dir: dir,
+			Env: append(env, "RELEASE_COOKIE="+cookie)}.Run(testenv.ClientTimeout)
+	}
+	helper := func(l testenv.Line) bool { return rpcHelper.MatchString(l.Str("node")) }
+	f := testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32"}, "rpc-*-"+relName+"@*"))
+
+	g := testenv.StartGate(t, f)
+	if out, err := rpc("not-the-cookie"); err == nil {
+		t.Errorf("rpc with a wrong cookie succeeded:\n%s", out)
+	}
+	if h := g.Wait(testenv.Msg("handshake"), helper); h.Str("outcome") != "auth_failed" {
+		t.Errorf("without cookie_file: handshake line %v, want outcome auth_failed", h)
+	}
+	node.AwaitText("Invalid challenge reply", testenv.WaitTimeout)
+	if code := g.Shutdown(); code != 0 {
+		t.Fatalf("distgate exit code %d", code)
+	}
+
+	cookie := filepath.Join(t.TempDir(), "cookie")
+	if err := os.WriteFile(cookie, []byte("distgate-e2e-cookie\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.Gate[0].CookieFile = cookie
+	g = testenv.StartGate(t, f)
+	seen := len(node.Out.All())
+	if out, err := rpc("not-the-cookie"); err == nil {
+		t.Errorf("rpc with a wrong cookie succeeded:\n%s", out)
+	}
+	if h := g.Wait(testenv.Msg("handshake"), helper); h.Str("outcome") != "auth_failed" || !strings.Contains(h.Str("error"), "digest") {
+		t.Errorf("with cookie_file: handshake line %v, want outcome auth_failed and a digest error", h)
+	}
+	if out, err := rpc("distgate-e2e-cookie"); err != nil || strings.TrimSpace(out) != relName+"@127.0.0.1" {
+		t.Errorf("rpc with the right cookie: %v, output %q", err, out)
+	}
+	g.Wait(testenv.Msg("handshake"), helper, testenv.Field("outcome", "ok"))
+	for _, l := range node.Out.All()[seen:] {
+		if strings.Contains(l, "Invalid challenge reply") {
+			t.Errorf("the node saw the reply that the gate cut: %q", l)
+		}
 	}
 }

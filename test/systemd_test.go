@@ -40,6 +40,9 @@ func TestSystemdUnit(t *testing.T) {
 		"PrivateTmp=yes",
 		"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
 		"CapabilityBoundingSet=\n",
+		"StateDirectory=distgate\n",
+		"RuntimeDirectory=distgate\n",
+		"#LoadCredential=cookie:/etc/distgate/cookie\n",
 	} {
 		if !strings.Contains(text, line) {
 			t.Errorf("the unit lacks %q", strings.TrimSpace(line))
@@ -63,6 +66,22 @@ func TestSystemdUnit(t *testing.T) {
 	out, err := exec.Command(sa, "verify", path).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// The cookie credential, uncommented as the comment says, verifies too.
+	withCookie := filepath.Join(dir, "cookie", "distgate.service")
+	cred := strings.NewReplacer("#LoadCredential=", "LoadCredential=", "#Environment=DISTGATE_COOKIE_FILE=", "Environment=DISTGATE_COOKIE_FILE=").
+		Replace(strings.ReplaceAll(text, "/usr/local/bin/distgate", bin))
+	if !strings.Contains(cred, "\nLoadCredential=") || !strings.Contains(cred, "\nEnvironment=DISTGATE_COOKIE_FILE=%d/cookie") {
+		t.Error("the unit lacks the commented LoadCredential= and Environment=DISTGATE_COOKIE_FILE= lines")
+	}
+	if err := os.MkdirAll(filepath.Dir(withCookie), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(withCookie, []byte(cred), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(sa, "verify", withCookie).CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify, with the cookie credential: %v\n%s", err, out)
 	}
 
 	out, err = exec.Command(sa, "security", "--offline=true", "--no-pager", path).CombinedOutput()

@@ -98,8 +98,7 @@ type tlsPath struct {
 }
 
 // tlsGateConfig is a one-gate distgate in front of an Erlang node, with
-// the bench's limits; its [gate.tls] table is added as text
-// (distgateText).
+// the bench's limits; distgateText sets its [gate.tls] table.
 func tlsGateConfig(listen, upstream, requireFlags string) *config.File {
 	f := distgateConfig(gateAddrs{listen: listen, upstream: upstream}, "warn", "close")
 	f.Gate[0].Name = "erlang-tls"
@@ -109,7 +108,7 @@ func tlsGateConfig(listen, upstream, requireFlags string) *config.File {
 
 // startTLSGate checks and starts a TLS distgate variant; a refusal of its
 // configuration comes back as the reason to skip it.
-func (h *harness) startTLSGate(name, listen, upstream, requireFlags string, tls []string) (*testenv.Proc, string, error) {
+func (h *harness) startTLSGate(name, listen, upstream, requireFlags string, tls *config.TLS) (*testenv.Proc, string, error) {
 	text, err := distgateText(tlsGateConfig(listen, upstream, requireFlags), "", tls)
 	if err != nil {
 		return nil, "", err
@@ -177,9 +176,8 @@ func (h *harness) testTLS(r *erlRun, plain *erlClient) error {
 	if !h.variants["tls"] {
 		h.skip("distgate-tls", fmt.Sprintf("not in -variants (VARIANTS=%s)", variantList(h.variants)))
 	} else {
-		p, why, err := h.startTLSGate("distgate-tls", ep(erlTLSGate), ep(erlTLSGateNode), "otp25", []string{
-			`mode = "terminate"`, fmt.Sprintf("cert = %q", c.serverCert), fmt.Sprintf("key = %q", c.serverKey),
-			fmt.Sprintf("client_ca = %q", c.ca)})
+		p, why, err := h.startTLSGate("distgate-tls", ep(erlTLSGate), ep(erlTLSGateNode), "otp25", &config.TLS{
+			Mode: "terminate", Cert: c.serverCert, Key: c.serverKey, ClientCA: c.ca})
 		switch {
 		case err != nil:
 			return err
@@ -198,7 +196,7 @@ func (h *harness) testTLS(r *erlRun, plain *erlClient) error {
 	if !h.variants["passthrough"] {
 		h.skip("distgate-passthrough", fmt.Sprintf("not in -variants (VARIANTS=%s)", variantList(h.variants)))
 	} else {
-		p, why, err := h.startTLSGate("distgate-passthrough", ep(erlPassGate), ep(erlPassNode), "", []string{`mode = "passthrough"`})
+		p, why, err := h.startTLSGate("distgate-passthrough", ep(erlPassGate), ep(erlPassNode), "", &config.TLS{Mode: "passthrough"})
 		switch {
 		case err != nil:
 			return err

@@ -58,28 +58,19 @@ func parseVariants(s string) (map[string]bool, error) {
 	return out, nil
 }
 
-// distgateText is the configuration file of a distgate variant: f as
-// config.File writes it, with the keys that the running build may not
-// know yet added as text, so that a build without them refuses the file
-// (distgate check) and the variant is skipped with distgate's own words,
-// instead of the harness failing to compile. forward goes first (a
-// top-level key); tls, if set, is the [gate.tls] table of the last gate.
-func distgateText(f *config.File, forward string, tls []string) (string, error) {
+// distgateText is the configuration file of a distgate variant: f with the
+// top-level forward key and, if tls is not nil, the last gate's [gate.tls]
+// table set.
+func distgateText(f *config.File, forward string, tls *config.TLS) (string, error) {
+	f.Forward = forward
+	if tls != nil {
+		f.Gate[len(f.Gate)-1].TLS = *tls
+	}
 	b, err := f.Encode()
 	if err != nil {
 		return "", fmt.Errorf("encode distgate config: %w", err)
 	}
-	s := string(b)
-	if forward != "" {
-		s = fmt.Sprintf("forward = %q\n", forward) + s
-	}
-	if len(tls) > 0 {
-		s += "\n  [gate.tls]\n"
-		for _, kv := range tls {
-			s += "    " + kv + "\n"
-		}
-	}
-	return s, nil
+	return string(b), nil
 }
 
 // checkDistgate writes text into dir/name and has distgate check it; a

@@ -10,14 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
-	"time"
 
 	"github.com/distgate/distgate/cmd/distgate/internal/early"
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/version"
 	"github.com/distgate/distgate/probe"
 	"github.com/distgate/distgate/scaffold"
-	"github.com/distgate/distgate/wire"
 )
 
 // Exit codes (design: Command line).
@@ -25,9 +23,6 @@ const (
 	exitOK      = 0
 	exitRuntime = 1
 	exitUsage   = 2
-	// exitUnprobed is probe's "nothing could be probed": a host given
-	// without a port where no epmd answered.
-	exitUnprobed = 3
 )
 
 const usage = `usage:
@@ -36,6 +31,9 @@ const usage = `usage:
   distgate probe [-json] TARGET...  audit a host as a scanner would
   distgate init elixir|erlang -node N -public ADDR -allow CIDR... [-port P] [-out DIR] [-force]
                                     write distgate.toml (and an Elixir release's rel/ files)
+  distgate status [-json]           live gates, connections, bans (admin socket)
+  distgate ban [-gate G] [-for D] ADDR   ban a source now (admin socket)
+  distgate unban [-gate G] ADDR     lift a ban (admin socket)
   distgate version
 `
 
@@ -69,9 +67,15 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 	case "check":
 		err = cmdCheck(args, environ, stdout, stderr)
 	case "probe":
-		return cmdProbe(args, stdout, stderr)
+		return probe.Main(args, stdout, stderr)
 	case "init":
 		return scaffold.Main(args, stdout, stderr)
+	case "status":
+		return adminCLI.Status(args, environ, stdout, stderr)
+	case "ban":
+		return adminCLI.Ban(args, environ, stdout, stderr)
+	case "unban":
+		return adminCLI.Unban(args, environ, stdout, stderr)
 	case "version":
 		err = cmdVersion(args, stdout)
 	case "help", "-h", "-help", "--help":
@@ -187,108 +191,10 @@ func cmdRun(args, environ []string, stdout, stderr io.Writer) error {
 	return run(ctx, l, path, environ, sigs.Hup(), stderr)
 }
 
-// cmdProbe runs `distgate probe` (package probe). Exit codes: 0 nothing
-// exposed, 1 something exposed, 2 usage error, 3 nothing could be probed
-// on a host given without a port (a silent all-clear would mislead cron).
-func cmdProbe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print the results as JSON")
-	timeout := fs.Duration("timeout", probe.DefaultTimeout, "how long to wait for a connect, and then for a reply")
-	epmdPort := fs.Int("epmd-port", wire.EpmdPort, "epmd `port` to query on each host (0: do not query epmd)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: distgate probe [-json] [-timeout 3s] [-epmd-port 4369] TARGET...\n"+
-			"  TARGET is HOST, HOST:PORT or [IPv6]:PORT; probe only hosts you own.\n")
-		fs.PrintDefaults()
-	}
-	// Flags may come before, between or after the targets.
-	var targets []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitOK
-			}
-			return exitUsage
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		targets, args = append(targets, args[0]), args[1:]
-	}
-	bad := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "distgate: probe: %s\n", fmt.Sprintf(format, a...))
-		return exitUsage
-	}
-	if len(targets) == 0 {
-		return bad("no TARGET given (HOST, HOST:PORT or [IPv6]:PORT)")
-	}
-	if *timeout <= 0 || *timeout > time.Minute {
-		return bad("-timeout %s: must be more than 0 and at most 1m", *timeout)
-	}
-	if *epmdPort < 0 || *epmdPort > 65535 {
-		return bad("-epmd-port %d: not a port (0 skips epmd)", *epmdPort)
-	}
-	rep, err := probe.Run(context.Background(), targets,
-		probe.Options{Timeout: *timeout, EpmdPort: *epmdPort, NoEpmd: *epmdPort == 0})
-	if err != nil {
-		return bad("%v", err)
-	}
-	write := probe.WriteText
-	if *asJSON {
-		write = probe.WriteJSON
-	}
-	// The exit code carries the verdict even when stdout is gone.
-	_ = write(stdout, rep)
-	for _, m := range rep.UnprobedMessages() {
-		fmt.Fprintf(stderr, "distgate: probe: %s\n", m)
-	}
-	switch {
-	case rep.Exposed:
-		return exitRuntime
-	case len(rep.Unprobed) > 0:
-		return exitUnprobed
-	}
-	return exitOK
-}
-
 func cmdVersion(args []string, stdout io.Writer) error {
 	if len(args) > 0 {
 		return usageErr(fmt.Errorf("version: unexpected argument %q", args[0]))
 	}
-	fmt.Fprintln(stdout, versionString())
+	fmt.Fprintln(stdout, version.String())
 	return nil
-}
-
-// versionString reports the module version and VCS revision from the build
-// info, as `go install …@version` and `go build` in a checkout record them.
-func versionString() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "distgate (unknown version)"
-	}
-	v := bi.Main.Version
-	var rev, modified, when string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
-		case "vcs.time":
-			when = s.Value
-		}
-	}
-	out := "distgate " + v
-	if rev != "" {
-		// A pseudo-version already carries the short revision; print
-		// the full one once, with the commit time.
-		out += " (" + rev + modified
-		if when != "" {
-			out += ", " + when
-		}
-		out += ")"
-	}
-	return out + " " + bi.GoVersion
 }

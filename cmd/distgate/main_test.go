@@ -176,7 +176,7 @@ func TestProbeNothingProbed(t *testing.T) {
 
 	var stdout, stderr bytes.Buffer
 	code := realMain(append([]string{"probe"}, append(epmdFlag, "127.0.0.1")...), nil, &stdout, &stderr)
-	if code != exitUnprobed || !strings.Contains(stderr.String(), "nothing could be probed on 127.0.0.1") ||
+	if code != 3 || !strings.Contains(stderr.String(), "nothing could be probed on 127.0.0.1") ||
 		!strings.Contains(stderr.String(), "HOST:PORT") {
 		t.Errorf("exit %d, stderr %q, stdout %q; want 3 and a message naming HOST:PORT", code, stderr.String(), stdout.String())
 	}

@@ -12,7 +12,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/distgate/distgate/admin"
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/httpserve"
+	"github.com/distgate/distgate/internal/logwriter"
+	"github.com/distgate/distgate/internal/sdnotify"
+	"github.com/distgate/distgate/internal/state"
 	"github.com/distgate/distgate/metrics"
 	"github.com/distgate/distgate/policy"
 	"github.com/distgate/distgate/proxy"
@@ -36,33 +41,39 @@ func parseLevel(s string) zerolog.Level {
 	return l
 }
 
-// run listens on every gate (all or none), serves until ctx ends, and
-// reloads path on each value from hup.
+// run listens on every gate (all or none) and on the admin socket, keeps
+// the bans in the state file, serves until ctx ends, and reloads path on
+// each value from hup.
 func run(ctx context.Context, l *config.Config, path string, environ []string, hup <-chan os.Signal, stderr io.Writer) error {
+	started := time.Now()
 	reg := metrics.New()
-	log := newLogger(l.Log, newLogWriter(stderr, reg.LogDropped))
+	log := newLogger(l.Log, logwriter.New(stderr, reg.LogDropped))
 	for _, w := range l.Warnings {
 		log.Warn().Str("config", l.Source).Msg(w)
 	}
 	if addr := getenv(environ, "DISTGATE_PPROF"); addr != "" {
-		ps, err := startPprof(addr, log)
+		ps, err := httpserve.Pprof(addr, log)
 		if err != nil {
 			// A developer's switch: profiling is not worth refusing to run.
 			log.Error().Err(err).Msg("DISTGATE_PPROF: pprof not served")
 		} else {
-			defer ps.close()
+			defer ps.Close()
 		}
 	}
 
-	// Listen on everything first so a taken address fails the start
-	// before any gate serves.
+	// Listen on everything first (gates, admin socket, metrics) so a taken
+	// address fails the start before any gate serves.
 	// No keep-alive at accept: the gates turn it on for admitted
 	// connections only, so a denial costs no setsockopt calls.
 	lc := net.ListenConfig{KeepAlive: -1}
 	lns := make([]net.Listener, 0, len(l.Gates))
+	var adm *admin.Server
 	closeAll := func() {
 		for _, ln := range lns {
 			_ = ln.Close()
+		}
+		if adm != nil {
+			_ = adm.Close()
 		}
 	}
 	for _, cg := range l.Gates {
@@ -74,20 +85,40 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 		lns = append(lns, ln)
 	}
 
-	var msrv *metricsServer
+	if l.Admin.Socket != "" {
+		var err error
+		if adm, err = admin.Listen(l.Admin.Socket); err != nil {
+			closeAll()
+			return err
+		}
+		alog := log // a copy: a reload replaces log while requests are served
+		adm.OnError = func(err error) { alog.Warn().Err(err).Msg("admin socket") }
+	}
+	var msrv *metrics.Server
 	if l.Metrics.Listen != "" {
 		var err error
-		if msrv, err = startMetrics(l.Metrics.Listen, *l.Metrics.MaxConns, reg.Handler(), log); err != nil {
+		if msrv, err = reg.Serve(l.Metrics.Listen, *l.Metrics.MaxConns, log); err != nil {
 			closeAll()
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
 
 	hs := policy.NewHandshakes(*l.MaxHandshakes)
+	var sw *state.Writer // set before the gates serve; nil: bans in memory only
+	onBans := func() {
+		if sw != nil {
+			sw.Changed()
+		}
+	}
 	gates := make([]*proxy.Gate, len(l.Gates))
+	b := &backend{gates: gates, config: l.Source, started: started}
 	for i, cg := range l.Gates {
 		gates[i] = proxy.NewGate(proxy.Config{Name: cg.Name, Upstream: cg.Upstream, Settings: cg.Settings,
-			Log: log, Observer: reg.Gate(cg.Name), Handshakes: hs})
+			Log: log, Observer: reg.Gate(cg.Name), Handshakes: hs, OnBansChanged: onBans})
+		b.listen, b.tls = append(b.listen, listenAddr(cg.Listen, lns[i])), append(b.tls, cg.TLS.Mode.String())
+	}
+	if l.StateFile != "" {
+		sw = keepBans(l.StateFile, gates, log)
 	}
 
 	var wg sync.WaitGroup
@@ -110,11 +141,19 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 		log.Info().Str("gate", g.Name()).Str("listen", l.Gates[i].Listen).
 			Str("upstream", g.Upstream()).Msg("listening")
 	}
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	adminDone := make(chan struct{})
+	go func() {
+		defer close(adminDone)
+		if adm != nil {
+			_ = adm.Serve(adminCtx, b) // nil once adminCtx ends
+		}
+	}()
 	if msrv != nil {
-		msrv.setReady(true)
+		msrv.SetReady(true)
 	}
 	notifySocket := getenv(environ, "NOTIFY_SOCKET")
-	if err := sdNotify(notifySocket, "READY=1"); err != nil {
+	if err := sdnotify.Send(notifySocket, "READY=1"); err != nil {
 		log.Warn().Err(err).Msg("service manager not told that distgate is ready")
 	}
 
@@ -130,7 +169,7 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	startReload := func() {
 		ch := make(chan reloadResult, 1)
 		go func(cur *config.Config) {
-			next, err := loadReload(cur, path, environ)
+			next, err := config.Reload(cur, path, environ)
 			ch <- reloadResult{next, err}
 		}(l)
 		reloading = ch
@@ -140,7 +179,7 @@ loop:
 		select {
 		case <-ctx.Done():
 			log.Info().Dur("drain_timeout", l.DrainTimeout.Duration).Msg("shutting down")
-			_ = sdNotify(notifySocket, "STOPPING=1")
+			_ = sdnotify.Send(notifySocket, "STOPPING=1")
 			break loop
 		case err := <-errc:
 			log.Error().Err(err).Msg("gate stopped")
@@ -180,12 +219,20 @@ loop:
 		}
 	}
 	if msrv != nil {
-		msrv.setReady(false)
+		msrv.SetReady(false)
 	}
 	stopServing()
 	wg.Wait()
+	// The admin socket answers until the gates have drained; the state
+	// file is written once more with the bans as they are at the end.
+	stopAdmin()
+	<-adminDone
+	if sw != nil {
+		sw.Changed()
+		_ = sw.Close() // a failed write was logged by the Writer
+	}
 	if msrv != nil {
-		msrv.close()
+		msrv.Close()
 	}
 	log.Info().Msg("stopped")
 	return runErr
@@ -195,20 +242,6 @@ loop:
 type reloadResult struct {
 	next *config.Config
 	err  error
-}
-
-// loadReload reads the configuration again and checks that it can be
-// applied to a process running cur (config.RestartRequired). It touches
-// nothing running, so it may run beside the serving loop.
-func loadReload(cur *config.Config, path string, environ []string) (*config.Config, error) {
-	next, err := config.Load(path, environ)
-	if err != nil {
-		return nil, err
-	}
-	if err := config.RestartRequired(cur, next); err != nil {
-		return nil, err
-	}
-	return next, nil
 }
 
 // getenv looks key up in environ (KEY=VALUE pairs); the last one wins, as

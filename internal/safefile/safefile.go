@@ -5,6 +5,7 @@
 package safefile
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -69,7 +70,7 @@ func read(path string, max int64, private bool) ([]byte, error) {
 	if err := ignoringEINTR(func() error { return unix.Stat(path, &st) }); err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
-	if err := check(path, &st, max, private); err != nil {
+	if err := check(path, &st, max, private, -1); err != nil {
 		return nil, err
 	}
 	// O_NONBLOCK: if the path was swapped for a FIFO since the stat, the open
@@ -90,7 +91,7 @@ func read(path string, max int64, private bool) ([]byte, error) {
 	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
 		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if err := check(path, &st, max, private); err != nil {
+	if err := check(path, &st, max, private, fd); err != nil {
 		return nil, err
 	}
 	// The size is only a hint for the first buffer (a /proc file says 0, and
@@ -120,18 +121,93 @@ func read(path string, max int64, private bool) ([]byte, error) {
 }
 
 // check refuses a file that is not regular, is over max, or (private) gives
-// group or others access.
-func check(path string, st *unix.Stat_t, max int64, private bool) error {
+// group or others access. With fd (the open file; -1 before the open), a
+// POSIX access ACL decides what the group bits mean (privateACL).
+func check(path string, st *unix.Stat_t, max int64, private bool, fd int) error {
 	if t := uint32(st.Mode) & unix.S_IFMT; t != unix.S_IFREG {
 		return &Error{Path: path, Detail: "is " + typeName(t) + ", not a regular file", Kind: ErrNotRegular}
 	}
 	if st.Size > max {
 		return &Error{Path: path, Detail: fmt.Sprintf("is %d bytes, over the %s cap", st.Size, Size(max)), Kind: ErrTooLarge}
 	}
-	if perm := st.Mode & 0o777; private && perm&0o077 != 0 {
-		return &Error{Path: path, Detail: fmt.Sprintf("is mode %04o; it must be readable by its owner only (chmod 600)", perm), Kind: ErrNotPrivate}
+	perm := st.Mode & 0o777
+	if !private || perm&0o077 == 0 {
+		return nil
 	}
-	return nil
+	if perm&0o007 == 0 {
+		// Only group bits: with an access ACL they are its mask, not the
+		// group's access. Decided on the open file.
+		if fd < 0 {
+			return nil
+		}
+		if ok, hasACL := privateACL(fd); hasACL {
+			if ok {
+				return nil
+			}
+			return &Error{Path: path, Detail: fmt.Sprintf("is mode %04o with an access ACL that lets other users or groups read it; it must be readable by its owner (and the user distgate runs as) only", perm), Kind: ErrNotPrivate}
+		}
+	}
+	return &Error{Path: path, Detail: fmt.Sprintf("is mode %04o; it must be readable by its owner only (chmod 600)", perm), Kind: ErrNotPrivate}
+}
+
+// POSIX ACL entry tags, as Linux stores them in system.posix_acl_access.
+const (
+	aclUserObj  = 0x01
+	aclUser     = 0x02
+	aclGroupObj = 0x04
+	aclGroup    = 0x08
+	aclMask     = 0x10
+	aclOther    = 0x20
+)
+
+// privateACL reads the open file's access ACL. It reports hasACL false when
+// there is none; else ok when nobody but the owner and the user distgate
+// runs as may read the file. That is how systemd hands a service the file
+// of LoadCredential=: mode 0400 owned by root, plus an ACL entry that lets
+// the service's (possibly dynamic) user read it, which makes the mode show
+// the ACL's mask as group bits (0440).
+func privateACL(fd int) (ok, hasACL bool) {
+	buf := make([]byte, 4+8*64) // version, then 64 entries at most
+	n, err := unix.Fgetxattr(fd, "system.posix_acl_access", buf)
+	if err != nil || n < 4 || (n-4)%8 != 0 || binary.LittleEndian.Uint32(buf) != 2 {
+		// No ACL (ENODATA, ENOTSUP), or one larger or stranger than any a
+		// secret needs: the mode alone decides, which refuses.
+		return false, err == nil
+	}
+	type entry struct {
+		tag, perm uint16
+		id        uint32
+	}
+	entries := make([]entry, 0, (n-4)/8)
+	mask := uint16(7)
+	for b := buf[4:n]; len(b) > 0; b = b[8:] {
+		e := entry{binary.LittleEndian.Uint16(b), binary.LittleEndian.Uint16(b[2:]), binary.LittleEndian.Uint32(b[4:])}
+		if e.tag == aclMask {
+			mask = e.perm
+		}
+		entries = append(entries, e)
+	}
+	me := uint32(unix.Geteuid())
+	for _, e := range entries {
+		switch e.tag {
+		case aclUser:
+			if e.id != me && e.perm&mask != 0 {
+				return false, true
+			}
+		case aclGroupObj, aclGroup:
+			if e.perm&mask != 0 {
+				return false, true
+			}
+		case aclOther:
+			if e.perm != 0 {
+				return false, true
+			}
+		case aclUserObj, aclMask:
+		default:
+			return false, true
+		}
+	}
+	return true, true
 }
 
 func typeName(t uint32) string {

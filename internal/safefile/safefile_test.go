@@ -2,6 +2,7 @@ package safefile
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -114,7 +115,7 @@ func TestCheckFIFOOpen(t *testing.T) {
 		if err := unix.Fstat(fd, &st); err != nil {
 			return nil, err
 		}
-		return nil, check(p, &st, DefaultMax, false)
+		return nil, check(p, &st, DefaultMax, false, fd)
 	})
 	wantRefused(t, err, ErrNotRegular, "is a FIFO")
 }
@@ -258,6 +259,60 @@ func TestSize(t *testing.T) {
 	} {
 		if got := Size(n); got != want {
 			t.Errorf("Size(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// acl encodes a POSIX access ACL as Linux stores it: version 2, then
+// (tag, perm, id) entries.
+func acl(entries ...[3]uint32) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint16(b, uint16(e[0]))
+		b = binary.LittleEndian.AppendUint16(b, uint16(e[1]))
+		b = binary.LittleEndian.AppendUint32(b, e[2])
+	}
+	return b
+}
+
+// TestReadPrivateACL: a file of mode 0400 whose access ACL also lets the
+// user distgate runs as read it (what systemd's LoadCredential= does for a
+// service's user) shows mode 0440 and is private; an ACL that lets anyone
+// else read it is not.
+func TestReadPrivateACL(t *testing.T) {
+	const none = 0xffffffff // the id of entries without one
+	me := uint32(os.Geteuid())
+	for _, tc := range []struct {
+		name string
+		acl  []byte
+		ok   bool
+	}{
+		{"the service's user", acl([3]uint32{aclUserObj, 4, none}, [3]uint32{aclUser, 4, me}, [3]uint32{aclGroupObj, 0, none}, [3]uint32{aclMask, 4, none}, [3]uint32{aclOther, 0, none}), true},
+		{"another user", acl([3]uint32{aclUserObj, 4, none}, [3]uint32{aclUser, 4, me + 1}, [3]uint32{aclGroupObj, 0, none}, [3]uint32{aclMask, 4, none}, [3]uint32{aclOther, 0, none}), false},
+		{"another user, masked", acl([3]uint32{aclUserObj, 4, none}, [3]uint32{aclUser, 4, me + 1}, [3]uint32{aclUser, 4, me}, [3]uint32{aclGroupObj, 0, none}, [3]uint32{aclMask, 0, none}, [3]uint32{aclOther, 0, none}), true},
+		{"the owning group", acl([3]uint32{aclUserObj, 4, none}, [3]uint32{aclUser, 4, me}, [3]uint32{aclGroupObj, 4, none}, [3]uint32{aclMask, 4, none}, [3]uint32{aclOther, 0, none}), false},
+		{"a named group", acl([3]uint32{aclUserObj, 4, none}, [3]uint32{aclGroupObj, 0, none}, [3]uint32{aclGroup, 4, 12345}, [3]uint32{aclMask, 4, none}, [3]uint32{aclOther, 0, none}), false},
+	} {
+		p := filepath.Join(t.TempDir(), "cookie")
+		if err := os.WriteFile(p, []byte("secret"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Setxattr(p, "system.posix_acl_access", tc.acl, 0); err != nil {
+			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+				t.Skipf("no POSIX ACLs on %s: %v", filepath.Dir(p), err)
+			}
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ReadPrivate(p, 0)
+		if tc.ok && (err != nil || string(b) != "secret") {
+			t.Errorf("%s (mode %04o): ReadPrivate = %q, %v; want the secret", tc.name, fi.Mode().Perm(), b, err)
+		}
+		if !tc.ok {
+			wantRefused(t, err, ErrNotPrivate, "with an access ACL that lets other users or groups read it")
 		}
 	}
 }

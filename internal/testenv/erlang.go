@@ -45,6 +45,10 @@ type Erl struct {
 	// the VM's default.
 	Addr string
 	IPv6 bool // -proto_dist inet6_tcp
+	// TLS, if set, is the path of an ssl_dist_optfile (WriteDistOpts):
+	// the VM runs TLS distribution, -proto_dist inet_tls (inet6_tls with
+	// IPv6).
+	TLS string
 	// Hidden makes a client: -dist_listen false -hidden.
 	Hidden bool
 	// Target is the node a client calls; its body sees it as Node.
@@ -69,7 +73,12 @@ func (e Erl) Argv(extra ...string) ([]string, error) {
 	if e.Port != 0 {
 		a = append(a, "-erl_epmd_port", strconv.Itoa(e.Port))
 	}
-	if e.IPv6 {
+	switch {
+	case e.TLS != "" && e.IPv6:
+		a = append(a, "-proto_dist", "inet6_tls", "-ssl_dist_optfile", e.TLS)
+	case e.TLS != "":
+		a = append(a, "-proto_dist", "inet_tls", "-ssl_dist_optfile", e.TLS)
+	case e.IPv6:
 		a = append(a, "-proto_dist", "inet6_tcp")
 	}
 	if e.Hidden {

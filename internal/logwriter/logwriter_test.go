@@ -1,4 +1,4 @@
-package main
+package logwriter
 
 import (
 	"os"
@@ -17,7 +17,7 @@ func TestLogWriterDrops(t *testing.T) {
 	}
 	defer w.Close()
 	var dropped atomic.Int64
-	lw := newLogWriter(w, func() { dropped.Add(1) })
+	lw := New(w, func() { dropped.Add(1) })
 	log := zerolog.New(lw)
 	log.Info().Msg("read")
 	buf := make([]byte, 256)
@@ -44,7 +44,7 @@ func TestLogWriterDrops(t *testing.T) {
 	}
 	_ = closed.Close()
 	dropped.Store(0)
-	lw = newLogWriter(closed, func() { dropped.Add(1) })
+	lw = New(closed, func() { dropped.Add(1) })
 	log = zerolog.New(lw)
 	log.Info().Msg("to a closed file")
 	if dropped.Load() != 1 {

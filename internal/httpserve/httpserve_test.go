@@ -1,46 +1,48 @@
-package main
+package httpserve
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 )
 
-func TestMetricsCap(t *testing.T) {
-	for _, tt := range []struct {
-		maxConns int
-		nofile   uint64
-		want     int
-	}{
-		{64, 65536, 64},
-		{64, 256, 32},
-		{64, 64, 8},
-		{64, 7, 1},
-		{1, 1 << 20, 1},
-	} {
-		if got := metricsCap(tt.maxConns, tt.nofile); got != tt.want {
-			t.Errorf("metricsCap(%d, %d) = %d, want %d", tt.maxConns, tt.nofile, got, tt.want)
-		}
-	}
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Past max connections, the next one is closed at once; a slot given back
 // takes a new one again.
 func TestCapListener(t *testing.T) {
 	var logs syncBuffer
-	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }),
+	srv := New(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }),
 		zerolog.New(&logs), "test server")
-	s, la, err := serveHTTP("127.0.0.1:0", srv, 2, zerolog.New(&logs), "test server")
+	s, err := Serve("127.0.0.1:0", srv, 2, zerolog.New(&logs), "test server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
+	defer s.Close()
 	get := func(c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
@@ -55,7 +57,7 @@ func TestCapListener(t *testing.T) {
 	}
 	var held []net.Conn
 	for i := range 3 {
-		c, err := net.Dial("tcp", la.String())
+		c, err := net.Dial("tcp", s.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +75,7 @@ func TestCapListener(t *testing.T) {
 	// The slot comes back when the server sees the close.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.Dial("tcp", la.String())
+		c, err := net.Dial("tcp", s.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +97,7 @@ func TestCapListener(t *testing.T) {
 // What net/http logs comes out as JSON lines, at most 10 at once.
 func TestHTTPErrorLog(t *testing.T) {
 	var logs syncBuffer
-	l := httpErrorLog(zerolog.New(&logs), "metrics server")
+	l := ErrorLog(zerolog.New(&logs), "metrics server")
 	for range 50 {
 		l.Printf("http: Accept error: %v; retrying in %v", "accept4: too many open files", 5*time.Millisecond)
 	}
