@@ -129,6 +129,17 @@ func (g *Gate) Name() string { return g.name }
 // Upstream returns the address admitted connections are forwarded to.
 func (g *Gate) Upstream() string { return g.upstream }
 
+// Path names how the gate forwards admitted connections: its forwarder's
+// path ("user" or "kernel"; a pair the kernel path does not take says so
+// on its closed line), or "tls" on a gate that terminates TLS, whose
+// pairs are always forwarded in user space.
+func (g *Gate) Path() string {
+	if g.settings.Load().TLS == TLSTerminate {
+		return tlsPath
+	}
+	return g.path
+}
+
 // Ready is closed once Serve has taken over its listener and accepts. Serve
 // is called at most once per Gate.
 func (g *Gate) Ready() <-chan struct{} { return g.ready }

@@ -46,10 +46,7 @@ type ConnStatus struct {
 
 // Status returns a snapshot of the gate.
 func (g *Gate) Status() Status {
-	st := Status{Name: g.name, Upstream: g.upstream, Path: g.path}
-	if g.settings.Load().TLS == TLSTerminate {
-		st.Path = tlsPath
-	}
+	st := Status{Name: g.name, Upstream: g.upstream, Path: g.Path()}
 	g.mu.Lock()
 	var live []*session
 	for ss := range g.live {

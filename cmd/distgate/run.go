@@ -14,6 +14,7 @@ import (
 
 	"github.com/distgate/distgate/admin"
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/forward/pick"
 	"github.com/distgate/distgate/internal/httpserve"
 	"github.com/distgate/distgate/internal/logwriter"
 	"github.com/distgate/distgate/internal/sdnotify"
@@ -110,11 +111,15 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 			sw.Changed()
 		}
 	}
+	// One forwarder for every gate: the path `forward` names, or "user"
+	// and a warn line saying why not. Closed once every gate has returned.
+	fw := pick.Open(l.Forward, pick.Options{Log: log, Intervention: reg.Interventions(pick.Kinds...)})
+	defer func() { _ = fw.Close() }()
 	gates := make([]*proxy.Gate, len(l.Gates))
 	b := &backend{gates: gates, config: l.Source, started: started}
 	for i, cg := range l.Gates {
 		gates[i] = proxy.NewGate(proxy.Config{Name: cg.Name, Upstream: cg.Upstream, Settings: cg.Settings,
-			Log: log, Observer: reg.Gate(cg.Name), Handshakes: hs, OnBansChanged: onBans})
+			Log: log, Observer: reg.Gate(cg.Name), Handshakes: hs, OnBansChanged: onBans, Forwarder: fw.Forwarder})
 		b.listen, b.tls = append(b.listen, listenAddr(cg.Listen, lns[i])), append(b.tls, cg.TLS.Mode.String())
 	}
 	if l.StateFile != "" {
@@ -139,7 +144,7 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	for i, g := range gates {
 		<-g.Ready()
 		log.Info().Str("gate", g.Name()).Str("listen", l.Gates[i].Listen).
-			Str("upstream", g.Upstream()).Msg("listening")
+			Str("upstream", g.Upstream()).Str("path", g.Path()).Msg("listening")
 	}
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	adminDone := make(chan struct{})

@@ -88,11 +88,8 @@ func Open(path string, o Options) *Forwarding {
 		f.rep.close()
 		f.rep = nil
 		f.Fallback = err
-		ev := o.Log.Warn().Str("forward", Kernel).Str("path", User).Err(err)
-		if errors.Is(err, kernel.ErrPermission) {
-			ev = ev.Str("fix", "run with CAP_BPF and CAP_NET_ADMIN (deploy/systemd/distgate.service.d/kernel-forward.conf)")
-		}
-		ev.Msg("kernel forwarding unavailable; forwarding in user space")
+		o.Log.Warn().Str("forward", Kernel).Str("path", User).Err(err).
+			Msg("kernel forwarding unavailable; forwarding in user space")
 		return f
 	}
 	f.Forwarder, f.Path, f.k = k, Kernel, k
