@@ -15,7 +15,8 @@ import (
 //
 // It forwards pairs one after another, each 1 GiB (or
 // DISTGATE_KERNEL_SOAK_MIB) both ways at once with sha256 checks (five
-// pairs at a time), until the duration is up, and
+// pairs at a time, or DISTGATE_KERNEL_SOAK_PAIRS), until the duration is
+// up (at least one round), and
 // fails on any byte lost, any pair not ending cleanly, or any watchdog
 // intervention; it logs the Stats at the end.
 //
@@ -45,7 +46,14 @@ func TestSoak(t *testing.T) {
 		}
 		size = int64(mib) << 20
 	}
-	const parallel = 5
+	parallel := 5
+	if v := os.Getenv("DISTGATE_KERNEL_SOAK_PAIRS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("DISTGATE_KERNEL_SOAK_PAIRS=%q: want a positive number", v)
+		}
+		parallel = n
+	}
 	var opts Options
 	if v := os.Getenv("DISTGATE_KERNEL_SOAK_MAXQUEUED_MIB"); v != "" {
 		mib, err := strconv.Atoi(v)
