@@ -85,6 +85,76 @@ func TestUnprivileged(t *testing.T) {
 	}
 }
 
+// forward = "kernel" without the privileges it needs: distgate run as
+// nobody says why in one warn line, listens on path user, and traffic
+// flows. With exactly CAP_BPF and CAP_NET_ADMIN handed to nobody as
+// ambient capabilities (what deploy/systemd's kernel-forward.conf grants
+// the service's dynamic user), the kernel path runs.
+func TestKernelPathUnprivileged(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run distgate as uid 65534 with and without capabilities; NOT tested")
+	}
+	if why := kernelMissing(); why != "" {
+		t.Skip(why)
+	}
+	dir, err := os.MkdirTemp("", "distgate-nobody-kernel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "distgate")
+	copyFile(t, testenv.Distgate(t), bin, 0o755)
+
+	for _, tc := range []struct {
+		name string
+		caps []uintptr
+		path string
+	}{
+		{"no capabilities", nil, pathUser},
+		{"CAP_BPF and CAP_NET_ADMIN", []uintptr{capBPF, capNetAdmin}, pathKernel},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sub := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+			if err := os.Mkdir(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			asNobody := func(c *exec.Cmd) {
+				c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}, AmbientCaps: tc.caps}
+			}
+			p := testenv.AppPort(t)
+			testenv.StartNode(t, testenv.App(p))
+			conf := onPath(testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32"})), pathKernel)
+			g := testenv.StartGateCmd(t, testenv.GateCmd{Bin: bin, Dir: sub, File: conf, Adjust: asNobody})
+			caps, err := testenv.Status(g.Pid(), "CapEff")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("distgate runs as uid %d with CapEff %s", nobody, caps)
+
+			warn := testenv.Filter(g.Lines(), testenv.Msg("kernel forwarding unavailable; forwarding in user space"))
+			if l := g.Wait(testenv.Msg("listening")); l.Str("path") != tc.path {
+				t.Errorf("listening line %v, want path %s", l, tc.path)
+			}
+			if tc.path == pathUser {
+				if len(warn) != 1 || warn[0].Str("level") != "warn" || warn[0].Str("path") != pathUser ||
+					!strings.Contains(warn[0].Str("error"), "CAP_BPF and CAP_NET_ADMIN") {
+					t.Errorf("warn lines %v, want one saying the kernel path needs CAP_BPF and CAP_NET_ADMIN", warn)
+				}
+			} else if len(warn) != 0 {
+				t.Errorf("warned %v with the capabilities the kernel path needs", warn)
+			}
+			if r := testenv.Ping(t, testenv.Client("cap@127.0.0.1", p)); r != "pong" {
+				t.Fatalf("ping through distgate = %s, want pong", r)
+			}
+			closedPath(t, g.Wait(testenv.Msg("closed"), testenv.NodeIs("cap@127.0.0.1")), tc.path, false)
+		})
+	}
+}
+
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	t.Helper()
 	src, err := os.Open(from)
