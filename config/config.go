@@ -583,7 +583,7 @@ func compileGate(g *Gate, where string, drain time.Duration, level zerolog.Level
 		if passthrough && a.Names != nil {
 			bad("allow[%d].names: a passthrough gate cannot see node names (they travel inside TLS); use sni", i)
 		}
-		e.Names = globList(a.Names, fmt.Sprintf("allow[%d].names", i), globName, bad, warn)
+		e.Names = globList(a.Names, fmt.Sprintf("allow[%d].names", i), policy.GlobName, bad, warn)
 		if a.Names != nil && len(a.Names) == 0 {
 			warn("allow[%d].names: an empty list admits any name; write [\"*\"] to say so, or list the names", i)
 		}
@@ -601,11 +601,11 @@ func compileGate(g *Gate, where string, drain time.Duration, level zerolog.Level
 		case g.TLS.ClientCA == "":
 			bad("allow[%d].identities: needs tls.client_ca, so that client certificates are asked for and verified", i)
 		}
-		e.Identities = globList(a.Identities, fmt.Sprintf("allow[%d].identities", i), globIdentity, bad, warn)
+		e.Identities = globList(a.Identities, fmt.Sprintf("allow[%d].identities", i), policy.GlobIdentity, bad, warn)
 		if a.SNI != nil && !passthrough {
 			bad("allow[%d].sni: only a gate with tls.mode = \"passthrough\" matches on the SNI", i)
 		}
-		e.SNI = globList(a.SNI, fmt.Sprintf("allow[%d].sni", i), globHost, bad, warn)
+		e.SNI = globList(a.SNI, fmt.Sprintf("allow[%d].sni", i), policy.GlobHost, bad, warn)
 		rules.Allow = append(rules.Allow, e)
 	}
 	if len(errs) > 0 {
@@ -670,7 +670,7 @@ func parseSource(s string) (netip.Prefix, error) {
 
 // globList compiles a list of globs; key names the list in errors and
 // warnings. A glob that can never match a value of its kind warns.
-func globList(pats []string, key string, kind globKind, bad, warn func(string, ...any)) []policy.Glob {
+func globList(pats []string, key string, kind policy.GlobKind, bad, warn func(string, ...any)) []policy.Glob {
 	var out []policy.Glob
 	for j, n := range pats {
 		gl, err := policy.CompileGlob(n)
@@ -678,7 +678,7 @@ func globList(pats []string, key string, kind globKind, bad, warn func(string, .
 			bad("%s[%d]: %v", key, j, err)
 			continue
 		}
-		if why := globNeverMatches(n, kind); why != "" {
+		if why := gl.NeverMatches(kind); why != "" {
 			warn("%s[%d]: %q can never match: %s", key, j, n, why)
 		}
 		out = append(out, gl)

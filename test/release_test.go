@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,21 +32,11 @@ var (
 // `bin/demo stop` go through too.
 func TestElixirRelease(t *testing.T) {
 	t.Parallel()
-	root := testenv.Release(t, relName, filepath.Join("testdata", "release", "rel"))
-	bin := filepath.Join(root, "bin", relName)
-	p := testenv.AppPort(t)
-	dir := t.TempDir()
-	env := testenv.CleanEnv("HOME="+dir, "DIST_PORT="+strconv.Itoa(p), "RELEASE_TMP="+filepath.Join(dir, "tmp"),
-		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"))
-
-	// The release's scripts exec down to the BEAM, so this PID is the node.
-	node := testenv.Start(t, testenv.Cmd{Name: "release", Args: []string{bin, "start"}, Dir: dir, Env: env, Grace: 15 * time.Second})
-	if err := testenv.WaitPort(testenv.Addr("127.0.0.2", p), testenv.WaitTimeout, node); err != nil {
-		t.Fatal(err)
-	}
+	rel := testenv.StartRelease(t, relName, filepath.Join("testdata", "release", "rel"))
+	p := rel.Port
 
 	relCmd := func(args ...string) (string, error) {
-		return testenv.Cmd{Args: append([]string{bin}, args...), Dir: dir, Env: env}.Run(testenv.ClientTimeout)
+		return rel.Run(nil, args...)
 	}
 
 	// A gate whose names admit only other-* helpers.
@@ -82,8 +72,8 @@ func TestElixirRelease(t *testing.T) {
 	// bin/demo remote needs a terminal: on a pipe IEx runs a limited shell
 	// and ignores --remsh. script(1) gives it a pty. With TERM=dumb, IEx
 	// falls back to the limited shell too.
-	remote := testenv.Start(t, testenv.Cmd{Name: "remote shell", Args: []string{"script", "-qfec", "'" + bin + "' remote", "/dev/null"},
-		Dir: dir, Env: append(env, "TERM=xterm"), Stdin: true, StopSignal: syscall.SIGKILL, Grace: time.Second})
+	remote := testenv.Start(t, testenv.Cmd{Name: "remote shell", Args: []string{"script", "-qfec", "'" + rel.Bin + "' remote", "/dev/null"},
+		Dir: rel.Dir, Env: append(slices.Clone(rel.Env), "TERM=xterm"), Stdin: true, StopSignal: syscall.SIGKILL, Grace: time.Second})
 	// The echo of the typed line is not the printed one: it has the quotes.
 	_, _ = io.WriteString(remote.Stdin, `IO.puts("via remote " <> to_string(node()))`+"\n")
 	remote.AwaitText("via remote "+relName+"@127.0.0.1", testenv.WaitTimeout)
@@ -103,7 +93,7 @@ func TestElixirRelease(t *testing.T) {
 	if out, err := relCmd("stop"); err != nil {
 		t.Fatalf("bin/%s stop: %v\n%s", relName, err, out)
 	}
-	if err := node.WaitExit(testenv.WaitTimeout); err != nil {
+	if err := rel.Node.WaitExit(testenv.WaitTimeout); err != nil {
 		t.Fatalf("the release did not stop after bin/%s stop: %v", relName, err)
 	}
 	if c := g.Count(testenv.Msg("admitted")); c != 3 {
@@ -117,19 +107,10 @@ func TestElixirRelease(t *testing.T) {
 // cookie goes through that gate.
 func TestElixirReleaseWrongCookie(t *testing.T) {
 	t.Parallel()
-	root := testenv.Release(t, relName, filepath.Join("testdata", "release", "rel"))
-	bin := filepath.Join(root, "bin", relName)
-	p := testenv.AppPort(t)
-	dir := t.TempDir()
-	env := testenv.CleanEnv("HOME="+dir, "DIST_PORT="+strconv.Itoa(p), "RELEASE_TMP="+filepath.Join(dir, "tmp"),
-		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"))
-	node := testenv.Start(t, testenv.Cmd{Name: "release", Args: []string{bin, "start"}, Dir: dir, Env: env, Grace: 15 * time.Second})
-	if err := testenv.WaitPort(testenv.Addr("127.0.0.2", p), testenv.WaitTimeout, node); err != nil {
-		t.Fatal(err)
-	}
+	rel := testenv.StartRelease(t, relName, filepath.Join("testdata", "release", "rel"))
+	p := rel.Port
 	rpc := func(cookie string) (string, error) {
-		return testenv.Cmd{Args: []string{bin, "rpc", "IO.puts(node())"}, Dir: dir,
-			Env: append(env, "RELEASE_COOKIE="+cookie)}.Run(testenv.ClientTimeout)
+		return rel.Run([]string{"RELEASE_COOKIE=" + cookie}, "rpc", "IO.puts(node())")
 	}
 	helper := func(l testenv.Line) bool { return rpcHelper.MatchString(l.Str("node")) }
 	f := testenv.AppGate("e2e", p, testenv.Allow([]string{"127.0.0.1/32"}, "rpc-*-"+relName+"@*"))
@@ -141,7 +122,7 @@ func TestElixirReleaseWrongCookie(t *testing.T) {
 	if h := g.Wait(testenv.Msg("handshake"), helper); h.Str("outcome") != "auth_failed" {
 		t.Errorf("without cookie_file: handshake line %v, want outcome auth_failed", h)
 	}
-	node.AwaitText("Invalid challenge reply", testenv.WaitTimeout)
+	rel.Node.AwaitText("Invalid challenge reply", testenv.WaitTimeout)
 	if code := g.Shutdown(); code != 0 {
 		t.Fatalf("distgate exit code %d", code)
 	}
@@ -152,7 +133,7 @@ func TestElixirReleaseWrongCookie(t *testing.T) {
 	}
 	f.Gate[0].CookieFile = cookie
 	g = testenv.StartGate(t, f)
-	seen := len(node.Out.All())
+	seen := len(rel.Node.Out.All())
 	if out, err := rpc("not-the-cookie"); err == nil {
 		t.Errorf("rpc with a wrong cookie succeeded:\n%s", out)
 	}
@@ -163,7 +144,7 @@ func TestElixirReleaseWrongCookie(t *testing.T) {
 		t.Errorf("rpc with the right cookie: %v, output %q", err, out)
 	}
 	g.Wait(testenv.Msg("handshake"), helper, testenv.Field("outcome", "ok"))
-	for _, l := range node.Out.All()[seen:] {
+	for _, l := range rel.Node.Out.All()[seen:] {
 		if strings.Contains(l, "Invalid challenge reply") {
 			t.Errorf("the node saw the reply that the gate cut: %q", l)
 		}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,16 +25,8 @@ const (
 // source is still held to the burst plus the rate.
 func TestRPCLoop(t *testing.T) {
 	t.Parallel()
-	root := testenv.Release(t, relName, filepath.Join("testdata", "release", "rel"))
-	bin := filepath.Join(root, "bin", relName)
-	p := testenv.AppPort(t)
-	dir := t.TempDir()
-	env := testenv.CleanEnv("HOME="+dir, "DIST_PORT="+strconv.Itoa(p), "RELEASE_TMP="+filepath.Join(dir, "tmp"),
-		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"))
-	node := testenv.Start(t, testenv.Cmd{Name: "release", Args: []string{bin, "start"}, Dir: dir, Env: env, Grace: 15 * time.Second})
-	if err := testenv.WaitPort(testenv.Addr("127.0.0.2", p), testenv.WaitTimeout, node); err != nil {
-		t.Fatal(err)
-	}
+	rel := testenv.StartRelease(t, relName, filepath.Join("testdata", "release", "rel"))
+	p := rel.Port
 
 	// rate and burst left out: the defaults. Bans are off so that the
 	// scanner below meets the rate limiter alone (with them on, its sixth
@@ -53,7 +44,7 @@ func TestRPCLoop(t *testing.T) {
 	start := time.Now()
 	for i := range calls {
 		t0 := time.Now()
-		out, err := testenv.Cmd{Args: []string{bin, "rpc", "IO.puts(node())"}, Dir: dir, Env: env}.Run(testenv.ClientTimeout)
+		out, err := rel.Run(nil, "rpc", "IO.puts(node())")
 		took = append(took, time.Since(t0))
 		if err != nil || strings.TrimSpace(out) != relName+"@127.0.0.1" {
 			t.Fatalf("call %d of %d: %v, output %q", i+1, calls, err, out)

@@ -424,16 +424,8 @@ func TestTLSPassthrough(t *testing.T) {
 // of the release's plain node.
 func TestTLSElixirRelease(t *testing.T) {
 	t.Parallel()
-	root := testenv.Release(t, relName, filepath.Join("testdata", "release", "rel"))
-	bin := filepath.Join(root, "bin", relName)
-	p := testenv.AppPort(t)
-	dir := t.TempDir()
-	env := testenv.CleanEnv("HOME="+dir, "DIST_PORT="+strconv.Itoa(p), "RELEASE_TMP="+filepath.Join(dir, "tmp"),
-		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"))
-	node := testenv.Start(t, testenv.Cmd{Name: "release", Args: []string{bin, "start"}, Dir: dir, Env: env, Grace: 15 * time.Second})
-	if err := testenv.WaitPort(testenv.Addr("127.0.0.2", p), testenv.WaitTimeout, node); err != nil {
-		t.Fatal(err)
-	}
+	rel := testenv.StartRelease(t, relName, filepath.Join("testdata", "release", "rel"))
+	p := rel.Port
 
 	pk := newTLSPKI(t)
 	g := testenv.StartGate(t, terminateGate(p, pk, config.Allow{Sources: []string{"127.0.0.1/32"},
@@ -446,8 +438,8 @@ func TestTLSElixirRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := testenv.DistOptFile(t, testenv.DistOpts{CA: pk.ca.Path, Client: &pk.client})
-	tlsEnv := append(slices.Clone(env), "ELIXIR_ERL_OPTIONS=-pa "+strings.Join(ssl, " ")+" -proto_dist inet_tls -ssl_dist_optfile "+opts)
-	out, err := testenv.Cmd{Args: []string{bin, "rpc", "IO.puts(node())"}, Dir: dir, Env: tlsEnv}.Run(testenv.ClientTimeout)
+	tlsEnv := []string{"ELIXIR_ERL_OPTIONS=-pa " + strings.Join(ssl, " ") + " -proto_dist inet_tls -ssl_dist_optfile " + opts}
+	out, err := rel.Run(tlsEnv, "rpc", "IO.puts(node())")
 	if err != nil || strings.TrimSpace(out) != relName+"@127.0.0.1" {
 		t.Fatalf("bin/%s rpc over TLS: %v, output %q; want %s@127.0.0.1", relName, err, out, relName)
 	}
@@ -458,15 +450,15 @@ func TestTLSElixirRelease(t *testing.T) {
 	g.Wait(testenv.Msg("closed"), testenv.Field("path", "tls"), testenv.NodeIs(a.Str("node")))
 
 	// Without TLS the same rpc is refused at the gate.
-	if out, err := (testenv.Cmd{Args: []string{bin, "rpc", "IO.puts(node())"}, Dir: dir, Env: env}).Run(testenv.ClientTimeout); err == nil {
+	if out, err := rel.Run(nil, "rpc", "IO.puts(node())"); err == nil {
 		t.Errorf("a plain bin/%s rpc through the terminating gate: succeeded:\n%s", relName, out)
 	}
 	g.Wait(testenv.Msg("denied"), testenv.Reason("bad_handshake"))
 
-	if out, err := (testenv.Cmd{Args: []string{bin, "stop"}, Dir: dir, Env: tlsEnv}).Run(testenv.ClientTimeout); err != nil {
+	if out, err := rel.Run(tlsEnv, "stop"); err != nil {
 		t.Errorf("bin/%s stop over TLS: %v\n%s", relName, err, out)
 	}
-	if err := node.WaitExit(testenv.WaitTimeout); err != nil {
+	if err := rel.Node.WaitExit(testenv.WaitTimeout); err != nil {
 		t.Errorf("the release did not stop: %v", err)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -150,4 +152,39 @@ func buildRelease(dir, name, mix string, tmpls []string) error {
 		return err
 	}
 	return os.Rename(stage, filepath.Join(dir, "done"))
+}
+
+// ReleaseNode is the test release started as a node on a port of its own:
+// bound to 127.0.0.2, named NAME@127.0.0.1, so a gate on 127.0.0.1 at the
+// same port fronts it (the release's rel/ templates take the port from
+// DIST_PORT).
+type ReleaseNode struct {
+	Bin  string   // ROOT/bin/NAME
+	Dir  string   // the working directory and HOME of every command
+	Env  []string // the environment every command is given
+	Port int
+	Node *Proc // the node itself: the release's scripts exec down to the BEAM
+}
+
+// StartRelease builds (once) and starts the release of relDir as a node,
+// waits until it listens and stops it when the test ends. env is added to
+// the environment of the node and of every command run with Run.
+func StartRelease(t testing.TB, name, relDir string, env ...string) *ReleaseNode {
+	t.Helper()
+	root := Release(t, name, relDir)
+	r := &ReleaseNode{Bin: filepath.Join(root, "bin", name), Dir: t.TempDir(), Port: AppPort(t)}
+	r.Env = CleanEnv(append([]string{"HOME=" + r.Dir, "DIST_PORT=" + strconv.Itoa(r.Port),
+		"RELEASE_TMP=" + filepath.Join(r.Dir, "tmp"), "LANG=C.UTF-8", "LC_ALL=C.UTF-8",
+		"ERL_CRASH_DUMP=" + filepath.Join(r.Dir, "erl_crash.dump")}, env...)...)
+	r.Node = Start(t, Cmd{Name: "release", Args: []string{r.Bin, "start"}, Dir: r.Dir, Env: r.Env, Grace: 15 * time.Second})
+	if err := WaitPort(Addr("127.0.0.2", r.Port), WaitTimeout, r.Node); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Run runs bin/NAME with args (rpc, remote, stop, ...) as a client of the
+// node, with the node's environment plus env, bounded by ClientTimeout.
+func (r *ReleaseNode) Run(env []string, args ...string) (string, error) {
+	return Cmd{Args: append([]string{r.Bin}, args...), Dir: r.Dir, Env: append(slices.Clone(r.Env), env...)}.Run(ClientTimeout)
 }
