@@ -21,13 +21,14 @@ type gateAddrs struct {
 // name, OTP 25 flags required, limits raised so that only the proxy's own
 // cost is measured (rate and burst 1e6, 30 000 connections in total and per
 // source, 20 000 handshakes in progress, a 30 s handshake timeout so the
-// stalled-handshake test can hold 10 000 of them).
+// stalled-handshake test can hold 10 000 of them, and a setup timeout
+// above it, as the configuration check requires).
 func distgateConfig(a gateAddrs, level, onDeny string) *config.File {
 	f := &config.File{DrainTimeout: testenv.Dur(time.Second), MaxHandshakes: testenv.Ptr(20000),
 		Log: config.Log{Level: level, Format: "json"}}
 	gate := func(name, listen, upstream string) {
 		g := config.Gate{Name: name, Listen: listen, Upstream: upstream, OnDeny: onDeny,
-			HandshakeTimeout: testenv.Dur(30 * time.Second), MaxConns: testenv.Ptr(30000), MaxConnsPerSource: testenv.Ptr(30000),
+			HandshakeTimeout: testenv.Dur(30 * time.Second), SetupTimeout: testenv.Dur(60 * time.Second), MaxConns: testenv.Ptr(30000), MaxConnsPerSource: testenv.Ptr(30000),
 			Rate: testenv.Ptr(1e6), Burst: testenv.Ptr(1000000), RequireFlags: "otp25",
 			Allow: []config.Allow{testenv.Allow([]string{"127.0.0.1/32"})}}
 		f.Gate = append(f.Gate, g)

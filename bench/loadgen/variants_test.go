@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/distgate/distgate/config"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -86,5 +88,33 @@ func TestParseVariants(t *testing.T) {
 	}
 	if _, err := parseVariants("user,kernal"); err == nil || !strings.Contains(err.Error(), `"kernal"`) {
 		t.Errorf("a misspelt variant: err = %v; want one naming it", err)
+	}
+}
+
+// TestConfigsPassCheck loads every distgate configuration the bench writes
+// through config.Load, the same checks `distgate check` runs, so that a
+// new rule in the configuration cannot leave bench/run.sh refusing to
+// start.
+func TestConfigsPassCheck(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]*config.File{
+		"plain":  distgateConfig(gateAddrs{listen: "127.0.0.1:9001", upstream: "127.0.0.2:9001", erlListen: "127.0.0.5:9002", erlUpstream: "127.0.0.6:9002"}, "warn", "close"),
+		"reset":  distgateConfig(gateAddrs{listen: "127.0.0.1:9001", upstream: "127.0.0.2:9001"}, "info", "reset"),
+		"tlsish": tlsGateConfig("127.0.0.20:9100", "127.0.0.21:9100", "otp25"),
+	}
+	for name, f := range files {
+		for _, forward := range []string{"", "user", "kernel"} {
+			text, err := distgateText(f, forward, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, name+forward+".toml")
+			if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := config.Load(p, nil); err != nil {
+				t.Errorf("%s, forward %q: %v\n%s", name, forward, err, text)
+			}
+		}
 	}
 }
