@@ -369,7 +369,7 @@ func metricsCheckLabels(t *testing.T, ss []metricsSample) {
 		"direction": {"in", "out"},
 		"result":    {"ok", "error"},
 		"outcome":   outcomes,
-		"kind":      {"watchdog", "stalled", "overrun"},
+		"kind":      {"watchdog", "stalled", "overrun", "duplicate"},
 	}
 	// A connection closed after a handshake that did not end ok carries
 	// that outcome as its reason, in the closed line and in this family

@@ -19,6 +19,13 @@ var (
 	// sending although its data was held (see holdLimit): the kernel did
 	// not close the sender's window, and the only bound left is a reset.
 	ErrOverrun = errors.New("kernel forwarding could not hold the sender back")
+	// ErrDuplicate ends a pair whose program saw more bytes from a socket
+	// than TCP received on it: the kernel handed the same data to the
+	// verdict twice (seen on 6.18 in held mode, one whole 64 KiB skb
+	// passed again right after itself). Both sides are reset before user
+	// space writes what it read after the duplicate; a reset is better
+	// than a stream with bytes in it twice.
+	ErrDuplicate = errors.New("kernel forwarding saw bytes twice")
 	// ErrClosed is returned by Start after Close.
 	ErrClosed = errors.New("kernel forwarder closed")
 )

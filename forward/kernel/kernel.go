@@ -103,7 +103,7 @@ type Options struct {
 // Event is an intervention on one pair: the watchdog moving it back to
 // user space or resetting it, or an overrun resetting it.
 type Event struct {
-	// Kind is EventWatchdog, EventStalled or EventOverrun.
+	// Kind is EventWatchdog, EventStalled, EventOverrun or EventDuplicate.
 	Kind string
 	// Err says what happened, for the log line.
 	Err error
@@ -121,6 +121,9 @@ const (
 	// EventOverrun: a pair in user space whose sender the kernel did not
 	// hold back; both sides were reset with ErrOverrun (Stats.Overrun).
 	EventOverrun = "overrun"
+	// EventDuplicate: the kernel handed bytes to the program twice; both
+	// sides were reset with ErrDuplicate (Stats.Duplicate).
+	EventDuplicate = "duplicate"
 )
 
 // event reports an intervention to Options.Events.
@@ -178,6 +181,8 @@ type Stats struct {
 	Watchdog uint64
 	// Stalled counts pairs closed with ErrStalled.
 	Stalled uint64
+	// Duplicate counts pairs reset with ErrDuplicate.
+	Duplicate uint64
 }
 
 // Kernel is a forward.Forwarder on the kernel's SOCKMAP redirect. It is
@@ -211,7 +216,7 @@ type Kernel struct {
 
 	wg sync.WaitGroup // one per pair until its done has returned
 
-	nKernel, nFallback, nTakenBack, nBackpressure, nOverrun, nWatchdog, nStalled atomic.Uint64
+	nKernel, nFallback, nTakenBack, nBackpressure, nOverrun, nWatchdog, nStalled, nDuplicate atomic.Uint64
 }
 
 var _ forward.Forwarder = (*Kernel)(nil)
@@ -270,6 +275,7 @@ func (k *Kernel) Stats() Stats {
 		Overrun:      k.nOverrun.Load(),
 		Watchdog:     k.nWatchdog.Load(),
 		Stalled:      k.nStalled.Load(),
+		Duplicate:    k.nDuplicate.Load(),
 	}
 }
 

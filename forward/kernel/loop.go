@@ -462,6 +462,11 @@ func (k *Kernel) advance(p *pair, now time.Time) {
 		p.step = 0
 	}
 	if p.shut[client] && p.shut[upstream] {
+		for s := range 2 {
+			if !k.dupCheck(p, s) {
+				return
+			}
+		}
 		k.end(p, nil, endClean)
 		return
 	}
@@ -522,6 +527,12 @@ func (k *Kernel) pump(p *pair, s int) bool {
 				p.rdEOF[s] = true
 			}
 		default:
+			// The kernel has been seen to pass the same skb twice in
+			// this mode: check before any of it goes on.
+			if !k.dupCheck(p, s) {
+				chunks.Put(b)
+				return false
+			}
 			p.read[s] += uint64(n)
 			p.q[s].push(b, n)
 			continue
@@ -888,5 +899,14 @@ func (k *Kernel) inspect(p *pair, now time.Time) {
 		k.nWatchdog.Add(1)
 		k.event(EventWatchdog, fmt.Errorf("data queued without progress for %v; pair moved to user space, nothing lost", k.opts.StallTimeout))
 		k.takeBack(p, whyWatchdog, now)
+	default:
+		// Bytes the kernel duplicated and redirected itself are past
+		// recall; the reset at least stops the stream there.
+		// A direction the watchdog is timing as stuck is left to it.
+		for s := range 2 {
+			if p.state == running && p.stuckSince[s].IsZero() && !k.dupCheck(p, s) {
+				return
+			}
+		}
 	}
 }

@@ -52,6 +52,11 @@ type pair struct {
 	// byte user space wrote to it before: the kernel's bytes are measured
 	// from there (traps 4 and 6).
 	base [2]uint64
+	// rcvBase is what TCP had received on each socket and was no longer
+	// queued when it was inserted, before any program saw it: from then
+	// on the program cannot see more than TCP_INFO's bytes_received
+	// minus rcvBase (see duplicated).
+	rcvBase [2]uint64
 	// user is what user space wrote to each socket before insertion:
 	// user[upstream] is part of In, user[client] of Out.
 	user [2]int64
@@ -160,6 +165,9 @@ var testHookInserted func(*pair)
 func (k *Kernel) insert(p *pair) (leftover bool, err error) {
 	for i := range 2 {
 		if p.base[i], err = sendPosExact(p.fd[i]); err != nil {
+			return false, err
+		}
+		if p.rcvBase[i], err = consumed(p.fd[i]); err != nil {
 			return false, err
 		}
 	}
@@ -295,6 +303,39 @@ func (k *Kernel) owed(p *pair, s int) (owed, counted uint64, outq int, err error
 		return 0, c, q, nil
 	}
 	return c - uint64(max(got, 0)), c, q, nil
+}
+
+// duplicated reports whether the program has seen more bytes from side s
+// than TCP received on it since insertion, which only a kernel that runs
+// the verdict twice on the same data can make happen (ErrDuplicate). The
+// program's counters are read before TCP_INFO, and TCP counts a byte
+// before the program can see it, so a pair that forwards correctly never
+// looks duplicated.
+func (k *Kernel) duplicated(p *pair, s int) (bool, uint64) {
+	seen := k.obj.counted(p.cookie[s]) + k.obj.held(p.cookie[s])
+	ti, err := unix.GetsockoptTCPInfo(p.fd[s], unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return false, 0
+	}
+	got := ti.Bytes_received - min(ti.Bytes_received, p.rcvBase[s])
+	if seen > got {
+		return true, seen - got
+	}
+	return false, 0
+}
+
+// dupCheck ends p with ErrDuplicate if side s looks duplicated; false:
+// the pair ended.
+func (k *Kernel) dupCheck(p *pair, s int) bool {
+	dup, extra := k.duplicated(p, s)
+	if !dup {
+		return true
+	}
+	k.nDuplicate.Add(1)
+	err := fmt.Errorf("%w: %d bytes more from the %s than TCP received; both sides reset", ErrDuplicate, extra, sideName[s])
+	k.event(EventDuplicate, err)
+	k.end(p, err, endAbort)
+	return false
 }
 
 // flushedEOF reports whether direction s, whose source is at EOF, has

@@ -112,6 +112,23 @@ func sendPosExact(fd int) (uint64, error) {
 	return 0, errors.New("send queue position: ACKs kept moving")
 }
 
+// consumed is how many bytes TCP received on fd that are no longer in
+// its receive queue. It must be called before the socket is in any map
+// (with a psock, SIOCINQ may count the psock's queue instead). TCP_INFO
+// is read first: data arriving between the two calls makes the result
+// smaller than the truth, never larger.
+func consumed(fd int) (uint64, error) {
+	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0, fmt.Errorf("TCP_INFO: %w", err)
+	}
+	inq, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		return 0, fmt.Errorf("SIOCINQ: %w", err)
+	}
+	return ti.Bytes_received - min(ti.Bytes_received, uint64(inq)), nil
+}
+
 // queued reports what a non-blocking MSG_PEEK sees: data waiting to be
 // read (not redirected), EOF, or nothing.
 func queued(fd int) (data, eof bool, err error) {

@@ -27,7 +27,7 @@ const (
 
 // Kinds are the kinds of intervention the kernel path reports, a fixed
 // set: the label values of distgate_forward_interventions_total.
-var Kinds = []string{kernel.EventWatchdog, kernel.EventStalled, kernel.EventOverrun}
+var Kinds = []string{kernel.EventWatchdog, kernel.EventStalled, kernel.EventOverrun, kernel.EventDuplicate}
 
 // Warn lines about interventions: a burst of warnBurst, then one per
 // warnEvery; the rest are counted in the next line's "suppressed" (and,
