@@ -30,14 +30,7 @@ import (
 // that they never leave the kernel, they pass in 24 s, with nothing but
 // the readers' pace bounding what the kernel holds for them.
 func TestSoak(t *testing.T) {
-	v := os.Getenv("DISTGATE_KERNEL_SOAK")
-	if v == "" {
-		t.Skip("set DISTGATE_KERNEL_SOAK=<duration> to run")
-	}
-	dur, err := time.ParseDuration(v)
-	if err != nil {
-		t.Fatalf("DISTGATE_KERNEL_SOAK=%q: %v", v, err)
-	}
+	dur := soakDuration(t, "DISTGATE_KERNEL_SOAK")
 	size := int64(1 << 30)
 	if v := os.Getenv("DISTGATE_KERNEL_SOAK_MIB"); v != "" {
 		mib, err := strconv.Atoi(v)
@@ -100,4 +93,19 @@ func TestSoak(t *testing.T) {
 	if s.Watchdog != 0 || s.Stalled != 0 {
 		t.Errorf("watchdog interventions during the soak: %+v", s)
 	}
+}
+
+// soakDuration is the duration in the environment variable name, or a
+// skip when it is not set.
+func soakDuration(t *testing.T, name string) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Skipf("set %s=<duration> to run", name)
+	}
+	dur, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return dur
 }
