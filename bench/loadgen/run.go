@@ -749,6 +749,10 @@ func (h *harness) memIdle(t *target) error {
 	}
 	pid := t.pid()
 	h.res.put("nofile", t.name, 1, float64(t.nofile))
+	// A kernel-path distgate's start-up self-test may still hold its
+	// sockets right after the restart: the baseline is taken once the
+	// process has settled.
+	waitStable(pid)
 	rss0, fd0, sock0 := rssKiB(pid), fdCount(pid), sockCount(pid)
 	var held []*net.TCPConn
 	defer func() { closeAll(held) }()
@@ -788,6 +792,7 @@ func (h *harness) memStalled(t *target) error {
 		return err
 	}
 	pid := t.pid()
+	waitStable(pid) // as in memIdle
 	rss0, fd0 := rssKiB(pid), fdCount(pid)
 	var held []*net.TCPConn
 	defer func() { closeAll(held) }()
