@@ -80,10 +80,10 @@ func drainEnd(t *testing.T, c *net.TCPConn, who string) {
 	_ = c.Close()
 }
 
-// TestResetMidSplice resets one leg while both directions are busy, and
+// TestResetMidTransfer resets one leg while both directions are busy, and
 // while only the resetting side's direction is: then the other copy sits
 // in a read from a healthy peer and only the gate closing it ends it.
-func TestResetMidSplice(t *testing.T) {
+func TestResetMidTransfer(t *testing.T) {
 	for _, tc := range []struct {
 		side string
 		busy bool
