@@ -131,13 +131,11 @@ func run(ctx context.Context, l *config.Config, path string, environ []string, h
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	defer stopServing()
 	for i, g := range gates {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := g.Serve(serveCtx, lns[i]); err != nil {
 				errc <- fmt.Errorf("gate %q: %w", g.Name(), err)
 			}
-		}()
+		})
 	}
 	// "listening" (and /healthz) once each gate has taken over its
 	// listener, so nothing about the socket changes after it is said.
