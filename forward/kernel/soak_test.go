@@ -63,6 +63,10 @@ func TestSoak(t *testing.T) {
 		for i := range parallel {
 			wg.Go(func() {
 				w := newWorld(t)
+				defer func() { // now, not at the test's end
+					_ = w.client.Close()
+					_ = w.node.Close()
+				}()
 				_ = w.client.SetDeadline(time.Now().Add(10 * time.Minute))
 				_ = w.node.SetDeadline(time.Now().Add(10 * time.Minute))
 				w.start(t, k, nil, nil)
