@@ -748,8 +748,13 @@ func TestNoDuplicateReachesThePeer(t *testing.T) {
 		r := w.result(t)
 		<-sent
 		switch {
-		case errors.Is(r.Err, ErrDuplicate):
-			reset++
+		case errors.Is(r.Err, ErrDuplicate) || errors.Is(r.Err, ErrOverrun):
+			// An overrun (a loaded machine's loop falling MaxHeld
+			// behind) is a reset too; what matters here is what the
+			// node read before it.
+			if errors.Is(r.Err, ErrDuplicate) {
+				reset++
+			}
 			if errors.Is(err, errMismatch) {
 				t.Errorf("run %d: reset, but the node read bytes that are not the stream's after %d: %v", i, n, r.Err)
 			} else {
