@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/distgate/distgate/internal/cliflags"
 	"github.com/distgate/distgate/wire"
 )
 
@@ -37,18 +38,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	// Flags may come before, between or after the targets.
-	var targets []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitOK
-			}
-			return exitUsage
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		targets, args = append(targets, args[0]), args[1:]
+	targets, err := cliflags.Parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return exitUsage
 	}
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "distgate: probe: %s\n", fmt.Sprintf(format, a...))

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/cliflags"
 )
 
 // Exit codes (design: Command line).
@@ -50,18 +51,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	// The kind and the flags in any order, as probe takes them.
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitOK
-			}
-			return exitUsage
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		rest, args = append(rest, args[0]), args[1:]
+	rest, err := cliflags.Parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return exitUsage
 	}
 	switch len(rest) {
 	case 0:
