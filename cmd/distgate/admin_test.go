@@ -15,12 +15,13 @@ import (
 	"github.com/distgate/distgate/admin"
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/internal/state"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // startRun runs the configuration text in dir (admin socket dir/admin.sock,
 // state file dir/state.json) until the returned stop is called, and waits
 // until the admin socket answers.
-func startRun(t *testing.T, dir, text string) (c admin.Client, out *syncBuffer, stop func() error) {
+func startRun(t *testing.T, dir, text string) (c admin.Client, out *testenv.Lines, stop func() error) {
 	t.Helper()
 	path := filepath.Join(dir, "distgate.toml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
@@ -31,7 +32,7 @@ func startRun(t *testing.T, dir, text string) (c admin.Client, out *syncBuffer, 
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	out = new(syncBuffer)
+	out = testenv.NewLines()
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, l, path, nil, make(chan os.Signal), out) }()
 	stop = sync.OnceValue(func() error { cancel(); return <-done })

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // The listening line shows the address as configured: Go reports a
@@ -27,9 +28,9 @@ func TestListeningAsConfigured(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	out := testenv.NewLines()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), &out) }()
+	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), out) }()
 
 	var got string
 	for deadline := time.Now().Add(10 * time.Second); got == ""; time.Sleep(10 * time.Millisecond) {

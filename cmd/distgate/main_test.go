@@ -11,30 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // logged returns the listen field of the first log line with message msg.
 func logged(out, msg string) string {
@@ -57,9 +39,9 @@ func TestRunPprof(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	out := testenv.NewLines()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), &out) }()
+	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), out) }()
 
 	var addr string
 	for deadline := time.Now().Add(10 * time.Second); addr == ""; time.Sleep(10 * time.Millisecond) {

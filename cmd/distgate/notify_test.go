@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/distgate/distgate/config"
+	"github.com/distgate/distgate/internal/testenv"
 )
 
 // run tells the service manager READY=1 once every gate listens, and
@@ -28,9 +29,9 @@ func TestRunNotifiesReady(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	out := testenv.NewLines()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), &out) }()
+	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), out) }()
 
 	recv := func() string {
 		_ = ln.SetReadDeadline(time.Now().Add(10 * time.Second))

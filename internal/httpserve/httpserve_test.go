@@ -1,44 +1,25 @@
 package httpserve
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/distgate/distgate/internal/testenv"
 	"github.com/rs/zerolog"
 )
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Past max connections, the next one is closed at once; a slot given back
 // takes a new one again.
 func TestCapListener(t *testing.T) {
-	var logs syncBuffer
+	logs := testenv.NewLines()
 	srv := New(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }),
-		zerolog.New(&logs), "test server")
-	s, err := Serve("127.0.0.1:0", srv, 2, zerolog.New(&logs), "test server")
+		zerolog.New(logs), "test server")
+	s, err := Serve("127.0.0.1:0", srv, 2, zerolog.New(logs), "test server")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +77,8 @@ func TestCapListener(t *testing.T) {
 
 // What net/http logs comes out as JSON lines, at most 10 at once.
 func TestHTTPErrorLog(t *testing.T) {
-	var logs syncBuffer
-	l := ErrorLog(zerolog.New(&logs), "metrics server")
+	logs := testenv.NewLines()
+	l := ErrorLog(zerolog.New(logs), "metrics server")
 	for range 50 {
 		l.Printf("http: Accept error: %v; retrying in %v", "accept4: too many open files", 5*time.Millisecond)
 	}
