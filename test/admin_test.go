@@ -18,16 +18,21 @@ import (
 	"github.com/distgate/distgate/wire"
 )
 
-// adminGate returns the app gate "w" admitting 127.0.0.0/8, with its admin
-// socket (and state file) in dir, a rate that never limits the few
+// startAdminGate starts a node on a port p of its own and, in front of it,
+// the app gate "w" admitting 127.0.0.0/8, with its admin socket and state
+// file in a temporary directory, a rate that never limits the few
 // connections of a test, and 127.0.0.4 in ban.never.
-func adminGate(dir string, p int) *config.File {
-	f := testenv.AppGate("w", p, testenv.Allow([]string{"127.0.0.0/8"}))
+func startAdminGate(t *testing.T) (p int, f *config.File, g *testenv.Gate) {
+	t.Helper()
+	p = testenv.AppPort(t)
+	testenv.StartNode(t, testenv.App(p))
+	dir := t.TempDir()
+	f = testenv.AppGate("w", p, testenv.Allow([]string{"127.0.0.0/8"}))
 	f.Admin.Socket = filepath.Join(dir, "admin.sock")
 	f.StateFile = filepath.Join(dir, "state.json")
 	f.Gate[0].Rate, f.Gate[0].Burst = testenv.Ptr(100.0), testenv.Ptr(100)
 	f.Gate[0].Ban = config.Ban{After: testenv.Ptr(5), Never: []string{"127.0.0.4/32"}}
-	return f
+	return p, f, testenv.StartGate(t, f)
 }
 
 // distgateCLI runs `distgate ARGS... -socket SOCK` and returns its
@@ -71,11 +76,7 @@ func failFive(t *testing.T, g *testenv.Gate, src string, p int) {
 // again at once, and a second unban says it was not banned, exit 0.
 func TestAdminUnban(t *testing.T) {
 	t.Parallel()
-	p := testenv.AppPort(t)
-	testenv.StartNode(t, testenv.App(p))
-	dir := t.TempDir()
-	f := adminGate(dir, p)
-	g := testenv.StartGate(t, f)
+	p, f, g := startAdminGate(t)
 	sock := f.Admin.Socket
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin socket: %v, %v; want a socket, mode 0600", err, fi)
@@ -111,11 +112,7 @@ func TestAdminUnban(t *testing.T) {
 // ban.never source is refused with exit 1.
 func TestAdminBanLiveSession(t *testing.T) {
 	t.Parallel()
-	p := testenv.AppPort(t)
-	testenv.StartNode(t, testenv.App(p))
-	dir := t.TempDir()
-	f := adminGate(dir, p)
-	g := testenv.StartGate(t, f)
+	p, f, g := startAdminGate(t)
 	sock := f.Admin.Socket
 
 	sh := testenv.StartShell(t, testenv.Client("live@127.0.0.1", p).Bind("127.0.0.3"))
@@ -170,11 +167,7 @@ func TestAdminBanLiveSession(t *testing.T) {
 // the source at accept, and status shows the ban with its level.
 func TestAdminBanSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	p := testenv.AppPort(t)
-	testenv.StartNode(t, testenv.App(p))
-	dir := t.TempDir()
-	f := adminGate(dir, p)
-	g := testenv.StartGate(t, f)
+	p, f, g := startAdminGate(t)
 	failFive(t, g, "127.0.0.3", p)
 	before := adminStatus(t, f.Admin.Socket).Gates[0].Bans
 	if code := g.Shutdown(); code != 0 {
