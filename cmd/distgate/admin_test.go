@@ -8,12 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/distgate/distgate/admin"
-	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/internal/state"
 	"github.com/distgate/distgate/internal/testenv"
 )
@@ -27,16 +25,7 @@ func startRun(t *testing.T, dir, text string) (c admin.Client, out *testenv.Line
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := config.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	out = testenv.NewLines()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, l, path, nil, make(chan os.Signal), out) }()
-	stop = sync.OnceValue(func() error { cancel(); return <-done })
-	t.Cleanup(func() { _ = stop() })
+	out, stop = goRun(t, path, nil)
 	c = admin.Client{Socket: filepath.Join(dir, "admin.sock"), Timeout: 5 * time.Second}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := c.Status(context.Background()); err == nil {

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"context"
 	"net"
-	"os"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/distgate/distgate/config"
-	"github.com/distgate/distgate/internal/testenv"
 )
 
 // The listening line shows the address as configured: Go reports a
@@ -22,15 +17,7 @@ func TestListeningAsConfigured(t *testing.T) {
 	listen := "0.0.0.0:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	_ = ln.Close()
 	environ := []string{"DISTGATE_LISTEN=" + listen}
-	l, err := config.Load("", environ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := testenv.NewLines()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), out) }()
+	out, stop := goRun(t, "", environ)
 
 	var got string
 	for deadline := time.Now().Add(10 * time.Second); got == ""; time.Sleep(10 * time.Millisecond) {
@@ -42,8 +29,7 @@ func TestListeningAsConfigured(t *testing.T) {
 	if got != listen {
 		t.Errorf("listening on %q, want %q as configured", got, listen)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 }

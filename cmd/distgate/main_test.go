@@ -11,12 +11,31 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/distgate/distgate/config"
 	"github.com/distgate/distgate/internal/testenv"
 )
+
+// goRun runs the configuration (the file at path, or the embedded default,
+// under environ) as `distgate run` does, until stop, which returns run's
+// error; out collects the log.
+func goRun(t *testing.T, path string, environ []string) (out *testenv.Lines, stop func() error) {
+	t.Helper()
+	l, err := config.Load(path, environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out = testenv.NewLines()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, l, path, environ, make(chan os.Signal), out) }()
+	stop = sync.OnceValue(func() error { cancel(); return <-done })
+	t.Cleanup(func() { _ = stop() })
+	return out, stop
+}
 
 // logged returns the listen field of the first log line with message msg.
 func logged(out, msg string) string {
@@ -33,15 +52,7 @@ func logged(out, msg string) string {
 // listener ends with run.
 func TestRunPprof(t *testing.T) {
 	environ := []string{"DISTGATE_LISTEN=127.0.0.1:0", "DISTGATE_PPROF=127.0.0.1:0"}
-	l, err := config.Load("", environ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := testenv.NewLines()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), out) }()
+	out, stop := goRun(t, "", environ)
 
 	var addr string
 	for deadline := time.Now().Add(10 * time.Second); addr == ""; time.Sleep(10 * time.Millisecond) {
@@ -60,8 +71,7 @@ func TestRunPprof(t *testing.T) {
 		t.Errorf("pprof: %s", resp.Status)
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	if c, err := net.Dial("tcp", addr); err == nil {

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/distgate/distgate/config"
-	"github.com/distgate/distgate/internal/testenv"
 )
 
 // run tells the service manager READY=1 once every gate listens, and
@@ -23,15 +18,7 @@ func TestRunNotifiesReady(t *testing.T) {
 	}
 	defer ln.Close()
 	environ := []string{"DISTGATE_LISTEN=127.0.0.1:0", "NOTIFY_SOCKET=" + sock}
-	l, err := config.Load("", environ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := testenv.NewLines()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, l, "", environ, make(chan os.Signal), out) }()
+	out, stop := goRun(t, "", environ)
 
 	recv := func() string {
 		_ = ln.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -48,11 +35,10 @@ func TestRunNotifiesReady(t *testing.T) {
 	if !strings.Contains(out.String(), `"message":"listening"`) {
 		t.Errorf("READY=1 before listening:\n%s", out.String())
 	}
-	cancel()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 	if m := recv(); m != "STOPPING=1" {
 		t.Errorf("notification %q at shutdown, want STOPPING=1", m)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }
