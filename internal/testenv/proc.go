@@ -158,7 +158,7 @@ func (c Cmd) Start() (*Proc, error) {
 		if p.Stderr != nil {
 			_ = p.Stderr.Close()
 		}
-		return nil, fmt.Errorf("start %s (%s): %w", p.Name, strings.Join(c.Args, " "), err)
+		return nil, fmt.Errorf("start %s (%s): %w", p.Name, c.shown(), err)
 	}
 	runningMu.Lock()
 	running[p] = struct{}{}
@@ -482,4 +482,16 @@ func WriteFile(path string, content []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// shown is the command line for messages, with the value after
+// -setcookie left out: a cookie never reaches test output.
+func (c Cmd) shown() string {
+	a := slices.Clone(c.Args)
+	for i := range len(a) - 1 {
+		if a[i] == "-setcookie" {
+			a[i+1] = "…"
+		}
+	}
+	return strings.Join(a, " ")
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -100,7 +99,7 @@ func (c Cmd) StartPTY() (*Proc, error) {
 	if err != nil {
 		_ = master.Close()
 		closeLog()
-		return nil, fmt.Errorf("start %s (%s) on a terminal: %w", p.Name, strings.Join(c.Args, " "), err)
+		return nil, fmt.Errorf("start %s (%s) on a terminal: %w", p.Name, c.shown(), err)
 	}
 	p.Stdin = ptyInput{master}
 	copied := make(chan struct{})

@@ -352,3 +352,11 @@ func TestGate(t *testing.T) {
 		t.Errorf("config file %s: %v\n%s", g.Path, err, b)
 	}
 }
+
+// A command line in a message never carries the cookie.
+func TestShownHidesCookie(t *testing.T) {
+	c := Cmd{Args: []string{"erl", "-name", "a@b.c", "-setcookie", "s3cret", "-noshell"}}
+	if got := c.shown(); strings.Contains(got, "s3cret") || !strings.Contains(got, "-setcookie … -noshell") {
+		t.Errorf("shown = %q", got)
+	}
+}
